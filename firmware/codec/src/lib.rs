@@ -1,0 +1,1 @@
+//! Software encoders and synthetic signals.
