@@ -26,11 +26,13 @@
 //!   offsets and timeline of the previous one and increments the epoch; readers see an
 //!   [`Read::Discontinuity`], never garbage.
 
+pub mod conns;
 mod layout;
 mod reader;
 pub mod sys;
 mod writer;
 
+pub use conns::{ConnInfo, ConnTable};
 pub use layout::{Layout, KEYS, MAX_READERS};
 pub use reader::{KeyFrame, Read, Reader, StreamStatus};
 pub use writer::Writer;
@@ -111,15 +113,24 @@ impl Namespace {
         Ok(self.dir.join(format!("{}-{}", self.prefix, stream)))
     }
 
-    /// Every object of this namespace in the directory (segments and anything else the
-    /// processes created with the prefix).
+    /// Every object of this namespace in the directory: stream segments
+    /// (`PREFIX-name`) and the connection table (`PREFIX.conns`).
     pub fn objects(&self) -> Vec<PathBuf> {
-        let lead = format!("{}-", self.prefix);
+        let mut v = self.segments();
+        v.extend(self.matching(&format!("{}.", self.prefix)));
+        v
+    }
+
+    fn segments(&self) -> Vec<PathBuf> {
+        self.matching(&format!("{}-", self.prefix))
+    }
+
+    fn matching(&self, lead: &str) -> Vec<PathBuf> {
         let Ok(dir) = std::fs::read_dir(&self.dir) else {
             return Vec::new();
         };
         dir.filter_map(|e| e.ok())
-            .filter(|e| e.file_name().to_string_lossy().starts_with(&lead))
+            .filter(|e| e.file_name().to_string_lossy().starts_with(lead))
             .map(|e| e.path())
             .collect()
     }
@@ -129,7 +140,7 @@ impl Namespace {
     /// input's angel after the input gave up for good.
     pub fn reclaim_dead(&self) -> Vec<PathBuf> {
         let mut removed = Vec::new();
-        for path in self.objects() {
+        for path in self.segments() {
             let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
             let dead = match Segment::open_path(&path, name.as_deref().unwrap_or("?")) {
                 Ok(seg) => !seg.writer_alive(),

@@ -422,6 +422,29 @@ impl Reader {
         }
     }
 
+    /// A token for [`Reader::wait`]: take it before checking for what you wait for.
+    pub fn change_token(&self) -> u32 {
+        self.seg.header().notify.load(Ordering::SeqCst)
+    }
+
+    /// Sleeps until the writer publishes anything after `token` was taken, the stream
+    /// ends, or `timeout` passes.
+    pub fn wait(&self, token: u32, timeout: Duration) {
+        let h = self.seg.header();
+        h.waiters.fetch_add(1, Ordering::SeqCst);
+        if h.notify.load(Ordering::SeqCst) == token
+            && h.state.load(Ordering::Acquire) != STATE_ENDED
+        {
+            sys::futex_wait(&h.notify, token, timeout);
+        }
+        h.waiters.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// True once the writer finished the stream.
+    pub fn ended(&self) -> bool {
+        self.seg.header().state.load(Ordering::Acquire) == STATE_ENDED
+    }
+
     /// Adds to the bytes this reader reports as delivered.
     pub fn add_bytes(&self, n: u64) {
         if let Some(s) = self.reader_slot {
