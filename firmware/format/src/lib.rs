@@ -6,7 +6,13 @@
 //! against fixtures.
 #![forbid(unsafe_code)]
 
+pub mod aac;
+mod bits;
+pub mod fmp4;
+pub mod h264;
+pub mod hls;
 pub mod media;
+pub mod ts;
 
 pub use media::{Codec, Frame, Track, TIMESCALE};
 

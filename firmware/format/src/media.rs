@@ -101,8 +101,9 @@ pub struct Frame {
 }
 
 impl Frame {
+    /// Presentation time, microseconds (saturating, so absurd times cannot overflow).
     pub fn pts(&self) -> i64 {
-        self.dts + i64::from(self.cts)
+        self.dts.saturating_add(i64::from(self.cts))
     }
 }
 

@@ -1,2 +1,18 @@
 //! Sans-IO protocol state machines: bytes in, bytes and events out. No sockets, no clock.
+//!
+//! * [`PublishSession`]: the server side of an RTMP publishing connection, producing
+//!   [`brume_format::Track`]s and [`brume_format::Frame`]s.
+//! * [`flv`]: parsing of FLV video/audio tag bodies (the RTMP media payloads).
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod amf0;
+mod error;
+pub mod flv;
+mod session;
+
+pub use error::{Error, Result};
+pub use session::{PublishSession, RtmpEvent, RtmpLimits};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,130 @@
+//! HLS (RFC 8216) media playlists for fMP4 segments.
+
+use std::fmt::Write;
+
+/// One media segment of a playlist.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Segment {
+    /// Media sequence number.
+    pub sequence: u64,
+    /// Duration in microseconds.
+    pub duration_us: i64,
+    /// URI of the segment, relative to the playlist or absolute. Written verbatim.
+    pub uri: String,
+    /// True if the segment follows a discontinuity (timestamps or encoding changed).
+    pub discontinuity: bool,
+}
+
+/// Milliseconds of a duration, rounded; negative durations count as 0.
+fn millis(us: i64) -> i64 {
+    us.max(0).saturating_add(500) / 1000
+}
+
+/// A media playlist (version 7, fMP4 with `#EXT-X-MAP:URI="init_uri"`) for `segments`
+/// in order. `#EXTINF` durations are written in milliseconds;
+/// `#EXT-X-TARGETDURATION` is the longest of them rounded up (at least 1),
+/// `#EXT-X-MEDIA-SEQUENCE` the first segment's sequence (0 when empty), and `ended`
+/// adds `#EXT-X-ENDLIST`.
+pub fn media_playlist(segments: &[Segment], init_uri: &str, ended: bool) -> String {
+    let max_ms = segments
+        .iter()
+        .map(|s| millis(s.duration_us))
+        .max()
+        .unwrap_or(0);
+    let target = ((max_ms + 999) / 1000).max(1);
+    let first = segments.first().map_or(0, |s| s.sequence);
+    let mut out = String::with_capacity(200 + segments.len() * 48);
+    // Writing to a String cannot fail.
+    let _ = write!(
+        out,
+        "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:{target}\n\
+         #EXT-X-MEDIA-SEQUENCE:{first}\n#EXT-X-INDEPENDENT-SEGMENTS\n\
+         #EXT-X-MAP:URI=\"{init_uri}\"\n"
+    );
+    for s in segments {
+        if s.discontinuity {
+            out.push_str("#EXT-X-DISCONTINUITY\n");
+        }
+        let ms = millis(s.duration_us);
+        let _ = write!(out, "#EXTINF:{}.{:03},\n{}\n", ms / 1000, ms % 1000, s.uri);
+    }
+    if ended {
+        out.push_str("#EXT-X-ENDLIST\n");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seg(sequence: u64, duration_us: i64, discontinuity: bool) -> Segment {
+        Segment {
+            sequence,
+            duration_us,
+            uri: format!("seg{sequence}.m4s"),
+            discontinuity,
+        }
+    }
+
+    #[test]
+    fn live_playlist() {
+        let text = media_playlist(
+            &[
+                seg(41, 2_000_000, false),
+                seg(42, 2_002_000, false),
+                seg(43, 1_999_999, true),
+            ],
+            "init.mp4",
+            false,
+        );
+        assert_eq!(
+            text,
+            "#EXTM3U\n\
+             #EXT-X-VERSION:7\n\
+             #EXT-X-TARGETDURATION:3\n\
+             #EXT-X-MEDIA-SEQUENCE:41\n\
+             #EXT-X-INDEPENDENT-SEGMENTS\n\
+             #EXT-X-MAP:URI=\"init.mp4\"\n\
+             #EXTINF:2.000,\n\
+             seg41.m4s\n\
+             #EXTINF:2.002,\n\
+             seg42.m4s\n\
+             #EXT-X-DISCONTINUITY\n\
+             #EXTINF:2.000,\n\
+             seg43.m4s\n"
+        );
+    }
+
+    #[test]
+    fn ended_playlist() {
+        let text = media_playlist(
+            &[seg(0, 4_000_400, false), seg(1, 433_333, false)],
+            "i.mp4",
+            true,
+        );
+        assert_eq!(
+            text,
+            "#EXTM3U\n\
+             #EXT-X-VERSION:7\n\
+             #EXT-X-TARGETDURATION:4\n\
+             #EXT-X-MEDIA-SEQUENCE:0\n\
+             #EXT-X-INDEPENDENT-SEGMENTS\n\
+             #EXT-X-MAP:URI=\"i.mp4\"\n\
+             #EXTINF:4.000,\n\
+             seg0.m4s\n\
+             #EXTINF:0.433,\n\
+             seg1.m4s\n\
+             #EXT-X-ENDLIST\n"
+        );
+    }
+
+    #[test]
+    fn empty_and_odd_durations() {
+        let text = media_playlist(&[], "init.mp4", false);
+        assert!(text.contains("#EXT-X-TARGETDURATION:1\n#EXT-X-MEDIA-SEQUENCE:0\n"));
+        assert!(!text.contains("#EXTINF"));
+        let text = media_playlist(&[seg(5, -3, false), seg(6, i64::MAX, false)], "a", false);
+        assert!(text.contains("#EXTINF:0.000,\nseg5.m4s\n"));
+    }
+}
