@@ -60,7 +60,40 @@ fn unsupported(reason: impl Into<String>) -> Error {
     }
 }
 
+/// The part of a [`TsMuxer`] that changes as it muxes: continuity counters and the
+/// time of the last PAT/PMT. A worker that takes over a connection restores it so the
+/// byte stream continues without a continuity error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TsState {
+    /// 4 bits each: PAT, PMT, then every stream in track order.
+    pub counters: u64,
+    /// `i64::MIN` before the first PAT/PMT.
+    pub last_psi_dts: i64,
+}
+
 impl TsMuxer {
+    /// The muxer's evolving state.
+    pub fn state(&self) -> TsState {
+        let mut counters = u64::from(self.pat_cc & 15) | u64::from(self.pmt_cc & 15) << 4;
+        for (i, s) in self.streams.iter().enumerate().take(14) {
+            counters |= u64::from(s.cc & 15) << (8 + 4 * i);
+        }
+        TsState {
+            counters,
+            last_psi_dts: self.last_psi_dts.unwrap_or(i64::MIN),
+        }
+    }
+
+    /// Restores a state taken with [`TsMuxer::state`] from a muxer of the same tracks.
+    pub fn restore(&mut self, state: TsState) {
+        self.pat_cc = (state.counters & 15) as u8;
+        self.pmt_cc = (state.counters >> 4 & 15) as u8;
+        for (i, s) in self.streams.iter_mut().enumerate().take(14) {
+            s.cc = (state.counters >> (8 + 4 * i) & 15) as u8;
+        }
+        self.last_psi_dts = (state.last_psi_dts != i64::MIN).then_some(state.last_psi_dts);
+    }
+
     /// A muxer for `tracks`. Tracks of codecs other than H.264 and AAC are left out of
     /// the program (their frames are ignored by [`TsMuxer::mux`]); it is an error if no
     /// track is left or a track's init data does not parse.

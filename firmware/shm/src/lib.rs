@@ -154,6 +154,28 @@ impl Namespace {
     }
 }
 
+impl Namespace {
+    /// Ends `stream` if its writer is dead: readers see [`Read::Ended`] and the file is
+    /// removed. An input's angel does this when it will not restart the input.
+    /// Returns true if a segment was ended.
+    pub fn end_if_dead(&self, stream: &str) -> bool {
+        let Ok(path) = self.stream_path(stream) else {
+            return false;
+        };
+        let Ok(seg) = Segment::open_path(&path, stream) else {
+            return false;
+        };
+        if seg.writer_alive() {
+            return false;
+        }
+        let h = seg.header();
+        h.state.store(layout::STATE_ENDED, Ordering::Release);
+        h.notify.fetch_add(1, Ordering::SeqCst);
+        sys::futex_wake_all(&h.notify);
+        std::fs::remove_file(&path).is_ok()
+    }
+}
+
 /// A mapped segment: the common part of [`Writer`] and [`Reader`].
 pub(crate) struct Segment {
     map: MmapRaw,

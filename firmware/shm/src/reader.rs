@@ -50,6 +50,7 @@ pub struct Reader {
     cursors: Vec<Cursor>,
     primary: Option<usize>,
     last_epoch: u32,
+    last_gseq: u64,
     reader_slot: Option<usize>,
     /// A reader this far behind the newest frame jumps to the newest keyframe.
     pub max_lag_us: i64,
@@ -76,6 +77,7 @@ impl Reader {
             cursors: Vec::new(),
             primary: None,
             last_epoch: 0,
+            last_gseq: 0,
             reader_slot: None,
             max_lag_us: 3_000_000,
             started: false,
@@ -197,6 +199,12 @@ impl Reader {
 
     /// The first index on `region` whose dts is >= `dts` (head if none).
     fn find_dts(&self, region: u32, dts: i64) -> u64 {
+        self.find(region, |_, d| d < dts)
+    }
+
+    /// The first index on `region` for which `before(gseq, dts)` is false, assuming it
+    /// is true for a prefix of the ring (both gseq and dts grow with the index).
+    fn find(&self, region: u32, before: impl Fn(u64, i64) -> bool) -> u64 {
         let th = self.seg.track(region);
         let head = th.head.load(Ordering::Acquire);
         let slots = self.seg.layout().slots as u64;
@@ -205,12 +213,38 @@ impl Reader {
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
             match self.peek(region, mid) {
-                Some((_, d, _)) if d < dts => lo = mid + 1,
+                Some((g, d, _)) if before(g, d) => lo = mid + 1,
                 Some(_) => hi = mid,
                 None => lo = mid + 1, // lapped while searching: search the newer half
             }
         }
         lo
+    }
+
+    /// Global sequence of the last frame [`Reader::next`] returned (0 before any).
+    pub fn position(&self) -> u64 {
+        self.last_gseq
+    }
+
+    /// Moves every cursor just past the frame with global sequence `gseq`: a worker
+    /// resuming a connection continues exactly after the last frame it sent.
+    pub fn seek_after(&mut self, gseq: u64) {
+        for i in 0..self.cursors.len() {
+            let region = self.cursors[i].region;
+            self.cursors[i].next = self.find(region, |g, _| g <= gseq);
+        }
+        self.last_gseq = gseq;
+    }
+
+    /// The frame with global sequence `gseq`, if it is still in the ring.
+    pub fn frame_at(&self, gseq: u64) -> Option<Frame> {
+        self.cursors.iter().find_map(|c| {
+            let idx = self.find(c.region, |g, _| g < gseq);
+            match self.peek(c.region, idx) {
+                Some((g, _, _)) if g == gseq => self.read_at(c.region, idx),
+                _ => None,
+            }
+        })
     }
 
     /// Keyframes of the primary track still readable, oldest first.
@@ -360,6 +394,7 @@ impl Reader {
                         }
                     }
                     self.cursors[i].next += 1;
+                    self.last_gseq = gseq;
                     if let Some(e) = self.reader_slot.map(|s| &self.seg.header().readers[s]) {
                         e.position.store(gseq, Ordering::Relaxed);
                     }

@@ -1,0 +1,337 @@
+//! The configuration: one JSON file, validated as a whole, written atomically.
+//!
+//! Only the controller writes it (temp file, fsync, rename, fsync of the directory), so
+//! a crash or power cut mid-write leaves the old or the new file, never a broken one.
+//! Every other role only reads it.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default = "one")]
+    pub version: u32,
+    #[serde(default)]
+    pub admin: Admin,
+    #[serde(default)]
+    pub streams: BTreeMap<String, StreamConfig>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Admin {
+    /// argon2id PHC string; None until the first run sets it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_hash: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamConfig {
+    pub source: Source,
+    /// Run the input continuously; otherwise it starts on the first viewer.
+    #[serde(default)]
+    pub always_on: bool,
+    /// On-demand streams stop after this many seconds without viewers.
+    #[serde(default = "default_idle")]
+    pub idle_timeout_s: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Source {
+    /// The synthetic camera: a moving picture with the time burned in, and a tone.
+    Testsrc {
+        #[serde(default = "default_width")]
+        width: u32,
+        #[serde(default = "default_height")]
+        height: u32,
+        #[serde(default = "default_fps")]
+        fps: u32,
+        #[serde(default = "default_bitrate")]
+        bitrate_kbps: u32,
+        #[serde(default = "yes")]
+        audio: bool,
+        #[serde(default = "default_tone")]
+        tone_hz: u32,
+    },
+    /// RTMP publishing to rtmp://HOST:1935/live/<stream>?key=<key>.
+    Rtmp { key: String },
+}
+
+fn one() -> u32 {
+    1
+}
+fn yes() -> bool {
+    true
+}
+fn default_idle() -> u32 {
+    30
+}
+fn default_width() -> u32 {
+    1280
+}
+fn default_height() -> u32 {
+    720
+}
+fn default_fps() -> u32 {
+    30
+}
+fn default_bitrate() -> u32 {
+    2000
+}
+fn default_tone() -> u32 {
+    440
+}
+
+/// A validation failure, naming the field as a JSON path.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+fn field_err(field: impl Into<String>, message: impl Into<String>) -> FieldError {
+    FieldError {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("config {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("config {path}: not valid JSON for a Brume config: {source}")]
+    Parse {
+        path: String,
+        source: serde_json::Error,
+    },
+    #[error("config {path}: {source}")]
+    Invalid { path: String, source: FieldError },
+}
+
+impl Default for Config {
+    /// The embedded default: one always-on synthetic camera, `demo`.
+    fn default() -> Self {
+        let mut streams = BTreeMap::new();
+        streams.insert(
+            "demo".to_string(),
+            StreamConfig {
+                source: Source::Testsrc {
+                    width: default_width(),
+                    height: default_height(),
+                    fps: default_fps(),
+                    bitrate_kbps: default_bitrate(),
+                    audio: true,
+                    tone_hz: default_tone(),
+                },
+                always_on: true,
+                idle_timeout_s: default_idle(),
+            },
+        );
+        Config {
+            version: 1,
+            admin: Admin::default(),
+            streams,
+        }
+    }
+}
+
+impl Config {
+    pub fn validate(&self) -> Result<(), FieldError> {
+        if self.version != 1 {
+            return Err(field_err("version", "only version 1 is known"));
+        }
+        for (name, s) in &self.streams {
+            validate_stream_name(name).map_err(|m| field_err(format!("streams.{name}"), m))?;
+            s.validate()
+                .map_err(|e| field_err(format!("streams.{name}.{}", e.field), e.message))?;
+        }
+        Ok(())
+    }
+
+    /// Reads and validates the file, or creates it with the default if it is missing.
+    pub fn load_or_create(path: &Path) -> Result<Config, Error> {
+        match std::fs::read(path) {
+            Ok(bytes) => Config::parse(path, &bytes),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let c = Config::default();
+                c.save(path)?;
+                Ok(c)
+            }
+            Err(e) => Err(Error::Io {
+                path: path.display().to_string(),
+                source: e,
+            }),
+        }
+    }
+
+    pub fn load(path: &Path) -> Result<Config, Error> {
+        let bytes = std::fs::read(path).map_err(|e| Error::Io {
+            path: path.display().to_string(),
+            source: e,
+        })?;
+        Config::parse(path, &bytes)
+    }
+
+    fn parse(path: &Path, bytes: &[u8]) -> Result<Config, Error> {
+        let c: Config = serde_json::from_slice(bytes).map_err(|e| Error::Parse {
+            path: path.display().to_string(),
+            source: e,
+        })?;
+        c.validate().map_err(|e| Error::Invalid {
+            path: path.display().to_string(),
+            source: e,
+        })?;
+        Ok(c)
+    }
+
+    /// Writes atomically: temp file in the same directory, fsync, rename, fsync dir.
+    pub fn save(&self, path: &Path) -> Result<(), Error> {
+        let io = |e| Error::Io {
+            path: path.display().to_string(),
+            source: e,
+        };
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let tmp = dir.join(format!(
+            ".{}.tmp{}",
+            path.file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("config"),
+            std::process::id()
+        ));
+        let mut json = serde_json::to_vec_pretty(self).expect("config always serialises");
+        json.push(b'\n');
+        let write = || -> std::io::Result<()> {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&json)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, path)?;
+            std::fs::File::open(dir)?.sync_all()
+        };
+        write().map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            io(e)
+        })
+    }
+}
+
+impl StreamConfig {
+    pub fn validate(&self) -> Result<(), FieldError> {
+        if self.idle_timeout_s == 0 || self.idle_timeout_s > 86_400 {
+            return Err(field_err("idle_timeout_s", "must be 1..=86400 seconds"));
+        }
+        match &self.source {
+            Source::Testsrc {
+                width,
+                height,
+                fps,
+                bitrate_kbps,
+                tone_hz,
+                ..
+            } => {
+                if !(16..=3840).contains(width) || width % 2 != 0 {
+                    return Err(field_err(
+                        "source.width",
+                        "must be an even number of pixels, 16..=3840",
+                    ));
+                }
+                if !(16..=2160).contains(height) || height % 2 != 0 {
+                    return Err(field_err(
+                        "source.height",
+                        "must be an even number of pixels, 16..=2160",
+                    ));
+                }
+                if !(1..=60).contains(fps) {
+                    return Err(field_err("source.fps", "must be 1..=60 frames per second"));
+                }
+                if !(50..=50_000).contains(bitrate_kbps) {
+                    return Err(field_err(
+                        "source.bitrate_kbps",
+                        "must be 50..=50000 kbit/s",
+                    ));
+                }
+                if !(20..=20_000).contains(tone_hz) {
+                    return Err(field_err("source.tone_hz", "must be 20..=20000 Hz"));
+                }
+            }
+            Source::Rtmp { key } => {
+                if key.len() < 4
+                    || key.len() > 128
+                    || !key
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_.~".contains(&b))
+                {
+                    return Err(field_err(
+                        "source.key",
+                        "must be 4-128 characters of A-Z a-z 0-9 - _ . ~",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+pub fn validate_stream_name(name: &str) -> Result<(), String> {
+    brume_shm::validate_stream_name(name).map_err(|e| e.to_string())?;
+    // Names that would shadow API or UI paths.
+    if matches!(name, "api" | "hls" | "ui" | "assets" | "index") {
+        return Err(format!("{name:?} is reserved"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_is_valid_and_round_trips() {
+        let c = Config::default();
+        c.validate().unwrap();
+        let dir = std::env::temp_dir().join(format!("brume-cfg-{}", std::process::id()));
+        let path = dir.join("c.json");
+        c.save(&path).unwrap();
+        assert_eq!(Config::load(&path).unwrap(), c);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let mut c = Config::default();
+        if let Source::Testsrc { width, .. } = &mut c.streams.get_mut("demo").unwrap().source {
+            *width = 13;
+        }
+        assert_eq!(c.validate().unwrap_err().field, "streams.demo.source.width");
+        let bad: Result<Config, _> =
+            serde_json::from_str(r#"{"streams":{"x":{"source":{"type":"nope"}}}}"#);
+        assert!(bad.is_err());
+        let mut c = Config::default();
+        let s = c.streams.remove("demo").unwrap();
+        c.streams.insert("../etc".into(), s);
+        assert_eq!(c.validate().unwrap_err().field, "streams.../etc");
+    }
+
+    #[test]
+    fn missing_file_gets_the_demo_stream() {
+        let dir = std::env::temp_dir().join(format!("brume-cfg2-{}", std::process::id()));
+        let path = dir.join("sub/brume.json");
+        let c = Config::load_or_create(&path).unwrap();
+        assert!(c.streams["demo"].always_on);
+        assert!(path.exists());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

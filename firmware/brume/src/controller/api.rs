@@ -1,0 +1,538 @@
+//! The HTTP JSON API under `/api/v1/` (axum), served on connections the listener
+//! hands over. Errors are `{"error": "...", "field": "..."}` with a 4xx/5xx status.
+
+use super::{supervisor, system, Shared};
+use crate::config::{Config, FieldError, StreamConfig};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, State};
+use axum::http::{header, request::Parts, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use serde_json::{json, Value};
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::OwnedFd;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+const SESSION_COOKIE: &str = "brume_session";
+
+/// An API error: status, message, and the offending field when there is one.
+pub struct ApiError {
+    status: StatusCode,
+    error: String,
+    field: Option<String>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, error: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            error: error.into(),
+            field: None,
+        }
+    }
+    fn field(e: FieldError) -> ApiError {
+        ApiError {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            error: e.message,
+            field: Some(e.field),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = json!({ "error": self.error });
+        if let Some(f) = self.field {
+            body["field"] = json!(f);
+        }
+        (self.status, Json(body)).into_response()
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+#[derive(Clone, Copy)]
+struct Peer(Option<SocketAddr>);
+
+/// Extractor that admits only an authenticated admin (bearer token or session cookie).
+struct Admin;
+
+impl FromRequestParts<Shared> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Shared,
+    ) -> Result<Self, Self::Rejection> {
+        let token = token_from(&parts.headers);
+        match token {
+            Some(t) if state.auth.check(&t) => Ok(Admin),
+            _ => Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "log in first: POST /api/v1/login",
+            )),
+        }
+    }
+}
+
+fn token_from(headers: &HeaderMap) -> Option<String> {
+    if let Some(v) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        if let Some(t) = v.strip_prefix("Bearer ") {
+            return Some(t.trim().to_string());
+        }
+    }
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|c| {
+            c.trim()
+                .strip_prefix(&format!("{SESSION_COOKIE}="))
+                .map(str::to_string)
+        })
+}
+
+pub fn router(state: Shared) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/api/v1/login", post(login))
+        .route("/api/v1/logout", post(logout))
+        .route("/api/v1/streams", get(list_streams).post(create_stream))
+        .route(
+            "/api/v1/streams/{name}",
+            get(get_stream).put(put_stream).delete(delete_stream),
+        )
+        .route("/api/v1/streams/{name}/restart", post(restart_stream))
+        .route("/api/v1/connections", get(connections))
+        .route("/api/v1/system", get(system_status))
+        .route("/api/v1/logs", get(logs))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such path") })
+        .layer(DefaultBodyLimit::max(256 * 1024))
+        .with_state(state)
+}
+
+/// Serves one handed-over connection (one request: the controller closes after it,
+/// so media requests on a reused connection always reach a worker).
+pub async fn serve_connection(state: Shared, fd: OwnedFd, head: Vec<u8>) {
+    let std_stream = std::net::TcpStream::from(fd);
+    let peer = std_stream.peer_addr().ok();
+    if std_stream.set_nonblocking(true).is_err() {
+        return;
+    }
+    let Ok(stream) = tokio::net::TcpStream::from_std(std_stream) else {
+        return;
+    };
+    let io = hyper_util::rt::TokioIo::new(Rewind {
+        prefix: head,
+        pos: 0,
+        inner: stream,
+    });
+    let app = router(state).layer(Extension(Peer(peer)));
+    let svc = hyper_util::service::TowerToHyperService::new(app);
+    let conn = hyper::server::conn::http1::Builder::new()
+        .keep_alive(false)
+        .serve_connection(io, svc);
+    let _ = tokio::time::timeout(Duration::from_secs(60), conn).await;
+}
+
+/// The bytes the listener already read, then the socket.
+struct Rewind {
+    prefix: Vec<u8>,
+    pos: usize,
+    inner: tokio::net::TcpStream,
+}
+
+impl AsyncRead for Rewind {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if self.pos < self.prefix.len() {
+            let n = buf.remaining().min(self.prefix.len() - self.pos);
+            let start = self.pos;
+            buf.put_slice(&self.prefix[start..start + n]);
+            self.pos += n;
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Rewind {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Parses a JSON body, naming the field that failed.
+fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("body is not valid JSON: {inner}"),
+            )
+        } else {
+            ApiError {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                error: inner.to_string(),
+                field: (path != ".").then_some(path),
+            }
+        }
+    })
+}
+
+async fn index(State(state): State<Shared>) -> Html<String> {
+    let names: Vec<String> = state
+        .config
+        .lock()
+        .expect("config lock")
+        .streams
+        .keys()
+        .cloned()
+        .collect();
+    let mut rows = String::new();
+    for n in names {
+        rows.push_str(&format!(
+            "<li><b>{n}</b>: <a href=\"/hls/{n}/index.m3u8\">HLS</a> · <a href=\"/{n}.mp4\">MP4</a> · <a href=\"/{n}.ts\">TS</a></li>"
+        ));
+    }
+    Html(format!(
+        "<!doctype html><meta charset=utf-8><meta name=viewport content=\"width=device-width\"><title>Brume</title><h1>Brume</h1><ul>{rows}</ul><p>API: <code>/api/v1/</code></p>"
+    ))
+}
+
+async fn login(
+    State(state): State<Shared>,
+    Extension(peer): Extension<Peer>,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
+    #[derive(serde::Deserialize)]
+    struct Login {
+        password: String,
+    }
+    let req: Login = parse_body(&body)?;
+    let ip = peer.0.map(|p| p.ip()).unwrap_or(IpAddr::from([0, 0, 0, 0]));
+    let st = state.clone();
+    let result = tokio::task::spawn_blocking(move || st.auth.login(ip, &req.password))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    match result {
+        Ok(token) => {
+            let cookie = format!("{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/");
+            Ok((
+                [(header::SET_COOKIE, cookie)],
+                Json(json!({ "token": token })),
+            )
+                .into_response())
+        }
+        Err(super::auth::LoginError::Wrong) => {
+            tracing::warn!(peer = %ip, "failed admin login");
+            Err(ApiError::new(StatusCode::UNAUTHORIZED, "wrong password"))
+        }
+        Err(super::auth::LoginError::Limited(secs)) => Ok((
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::RETRY_AFTER, secs.to_string())],
+            Json(json!({ "error": format!("too many failed logins; retry in {secs} s") })),
+        )
+            .into_response()),
+    }
+}
+
+async fn logout(State(state): State<Shared>, headers: HeaderMap) -> StatusCode {
+    if let Some(t) = token_from(&headers) {
+        state.auth.logout(&t);
+    }
+    StatusCode::NO_CONTENT
+}
+
+fn stream_json(state: &Shared, name: &str, config: &StreamConfig) -> Value {
+    let (mut st, pid, restarts, last_exit, last_error) = {
+        let inputs = state.inputs.lock().expect("inputs lock");
+        match inputs.get(name) {
+            Some(i) => (
+                i.state,
+                i.pid,
+                i.restarts,
+                i.last_exit.clone(),
+                i.last_error.clone(),
+            ),
+            None => ("stopped", None, 0, None, None),
+        }
+    };
+    let mut tracks = Vec::new();
+    let (mut viewers, mut frames, mut writer_pid, mut epoch) = (0, 0, None, 0);
+    if let Ok(mut r) = brume_shm::Reader::observe(&state.env.ns, name) {
+        let _ = r.refresh_tracks();
+        let s = r.status();
+        viewers = s.readers;
+        frames = s.frames;
+        epoch = s.epoch;
+        if s.writer_alive {
+            writer_pid = Some(s.writer_pid);
+        }
+        for t in r.tracks() {
+            tracks.push(json!({
+                "id": t.id, "codec": t.codec, "width": t.width, "height": t.height,
+                "sample_rate": t.sample_rate, "channels": t.channels,
+            }));
+        }
+        if s.writer_alive && !s.ended && !tracks.is_empty() && st != "failed" {
+            st = "live";
+        }
+    } else if matches!(config.source, crate::config::Source::Rtmp { .. }) {
+        st = "waiting";
+    } else if st == "stopped" && !config.always_on {
+        st = "idle";
+    }
+    let bitrate = state
+        .rates
+        .lock()
+        .expect("rates lock")
+        .get(name)
+        .copied()
+        .unwrap_or(0.0);
+    json!({
+        "name": name,
+        "config": config,
+        "status": {
+            "state": st,
+            "input_pid": pid.or(writer_pid),
+            "restarts": restarts,
+            "last_exit": last_exit,
+            "last_error": last_error,
+            "tracks": tracks,
+            "viewers": viewers,
+            "frames": frames,
+            "epoch": epoch,
+            "bitrate_kbps": (bitrate * 8.0 / 1000.0).round(),
+        }
+    })
+}
+
+async fn list_streams(State(state): State<Shared>, _: Admin) -> Json<Value> {
+    let config = state.config.lock().expect("config lock").clone();
+    let list: Vec<Value> = config
+        .streams
+        .iter()
+        .map(|(n, s)| stream_json(&state, n, s))
+        .collect();
+    Json(json!({ "streams": list }))
+}
+
+async fn get_stream(
+    State(state): State<Shared>,
+    _: Admin,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let config = state.config.lock().expect("config lock").clone();
+    let s = config
+        .streams
+        .get(&name)
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no stream named {name:?}")))?;
+    Ok(Json(stream_json(&state, &name, s)))
+}
+
+/// Validates, saves atomically, then applies a configuration change. A change that
+/// fails validation or saving leaves both the file and the running state untouched.
+async fn change_config(
+    state: &Shared,
+    change: impl FnOnce(&mut Config) -> ApiResult<()>,
+) -> ApiResult<Config> {
+    let _guard = state.config_write.lock().await;
+    let old = state.config.lock().expect("config lock").clone();
+    let mut new = old.clone();
+    change(&mut new)?;
+    new.validate().map_err(ApiError::field)?;
+    let path = state.env.config.clone();
+    let to_save = new.clone();
+    tokio::task::spawn_blocking(move || to_save.save(&path))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("saving failed, nothing changed: {e}"),
+            )
+        })?;
+    *state.config.lock().expect("config lock") = new.clone();
+    // Apply: stop inputs of removed or changed streams, then start what should run.
+    for (name, s) in &old.streams {
+        if new.streams.get(name) != Some(s) {
+            supervisor::stop(state, name).await;
+            state.inputs.lock().expect("inputs lock").remove(name);
+        }
+    }
+    supervisor::start_configured(state);
+    Ok(new)
+}
+
+async fn create_stream(
+    State(state): State<Shared>,
+    _: Admin,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
+    let mut v: Value = parse_body(&body)?;
+    let name = v
+        .as_object_mut()
+        .and_then(|o| o.remove("name"))
+        .and_then(|n| n.as_str().map(str::to_string))
+        .ok_or_else(|| ApiError {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            error: "a stream needs a name".into(),
+            field: Some("name".into()),
+        })?;
+    crate::config::validate_stream_name(&name).map_err(|m| ApiError {
+        status: StatusCode::UNPROCESSABLE_ENTITY,
+        error: m,
+        field: Some("name".into()),
+    })?;
+    let sc: StreamConfig = parse_body(v.to_string().as_bytes())?;
+    let n = name.clone();
+    let config = change_config(&state, move |c| {
+        if c.streams.contains_key(&n) {
+            return Err(ApiError {
+                status: StatusCode::CONFLICT,
+                error: format!("a stream named {n:?} exists"),
+                field: Some("name".into()),
+            });
+        }
+        c.streams.insert(n, sc);
+        Ok(())
+    })
+    .await
+    .map_err(|e| prefix_field(e, &name))?;
+    tracing::info!(stream = %name, "stream created");
+    Ok((
+        StatusCode::CREATED,
+        Json(stream_json(&state, &name, &config.streams[&name])),
+    )
+        .into_response())
+}
+
+/// Config validation names fields from the root ("streams.x.source.width"); for a
+/// single-stream call, report them relative to the request body ("source.width").
+fn prefix_field(mut e: ApiError, name: &str) -> ApiError {
+    if let Some(f) = &e.field {
+        if let Some(rest) = f.strip_prefix(&format!("streams.{name}.")) {
+            e.field = Some(rest.to_string());
+        }
+    }
+    e
+}
+
+async fn put_stream(
+    State(state): State<Shared>,
+    _: Admin,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<Value>> {
+    let sc: StreamConfig = parse_body(&body)?;
+    let n = name.clone();
+    let config = change_config(&state, move |c| {
+        if !c.streams.contains_key(&n) {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("no stream named {n:?}"),
+            ));
+        }
+        c.streams.insert(n, sc);
+        Ok(())
+    })
+    .await
+    .map_err(|e| prefix_field(e, &name))?;
+    tracing::info!(stream = %name, "stream updated");
+    Ok(Json(stream_json(&state, &name, &config.streams[&name])))
+}
+
+async fn delete_stream(
+    State(state): State<Shared>,
+    _: Admin,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
+    let n = name.clone();
+    change_config(&state, move |c| {
+        c.streams
+            .remove(&n)
+            .map(|_| ())
+            .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no stream named {n:?}")))
+    })
+    .await?;
+    tracing::info!(stream = %name, "stream deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn restart_stream(
+    State(state): State<Shared>,
+    _: Admin,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let config = state.config.lock().expect("config lock").clone();
+    let s = config
+        .streams
+        .get(&name)
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no stream named {name:?}")))?;
+    if matches!(s.source, crate::config::Source::Rtmp { .. }) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "RTMP streams are started by their publisher",
+        ));
+    }
+    supervisor::restart(&state, &name).await;
+    Ok(Json(stream_json(&state, &name, s)))
+}
+
+async fn connections(State(state): State<Shared>, _: Admin) -> Json<Value> {
+    let list: Vec<Value> = brume_shm::ConnTable::open(&state.env.ns)
+        .map(|t| t.list())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| {
+            json!({
+                "pid": c.pid, "peer": c.peer, "protocol": c.proto, "stream": c.stream,
+                "bytes": c.bytes, "opened_ms": c.opened_ms, "worker_restarts": c.restarts,
+            })
+        })
+        .collect();
+    Json(json!({ "connections": list }))
+}
+
+async fn system_status(State(state): State<Shared>, _: Admin) -> Json<Value> {
+    let dir = state
+        .env
+        .config
+        .parent()
+        .map(|p| p.to_path_buf())
+        .unwrap_or_else(|| ".".into());
+    Json(system::status(&dir, state.started.elapsed().as_secs()))
+}
+
+#[derive(serde::Deserialize)]
+struct LogQuery {
+    limit: Option<usize>,
+}
+
+async fn logs(_: Admin, Query(q): Query<LogQuery>) -> Json<Value> {
+    Json(json!({ "lines": crate::logging::recent(q.limit.unwrap_or(200).min(1000)) }))
+}

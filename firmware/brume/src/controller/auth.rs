@@ -1,0 +1,157 @@
+//! Admin authentication: an argon2id password hash in the configuration, session
+//! tokens (cookie or bearer) held in memory, and a per-address login rate limit.
+//!
+//! argon2id parameters: 7 MiB, 5 passes, 1 lane (one of OWASP's recommended
+//! equivalent settings): memory-hard, yet small enough for a 512 MiB board and for the
+//! controller's memory budget.
+
+use crate::config::Config;
+use argon2::password_hash::rand_core::{OsRng, RngCore};
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+pub const PASSWORD_ENV: &str = "BRUME_ADMIN_PASSWORD";
+/// Failed logins allowed per address per window.
+const MAX_FAILURES: usize = 5;
+const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+const SESSION_LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);
+
+fn argon2() -> Argon2<'static> {
+    let params = Params::new(7 * 1024, 5, 1, None).expect("constant argon2 parameters are valid");
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+}
+
+pub fn hash_password(password: &str) -> Result<String, String> {
+    let salt = SaltString::generate(&mut OsRng);
+    argon2()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| format!("hashing the password: {e}"))
+}
+
+pub fn verify_password(hash: &str, password: &str) -> bool {
+    PasswordHash::new(hash)
+        .map(|h| argon2().verify_password(password.as_bytes(), &h).is_ok())
+        .unwrap_or(false)
+}
+
+/// First run: sets the admin password from `BRUME_ADMIN_PASSWORD`, or generates one.
+/// Returns the generated password (to show once), None if nothing was generated.
+pub fn ensure_admin(config: &mut Config) -> Result<Option<String>, String> {
+    if config.admin.password_hash.is_some() {
+        return Ok(None);
+    }
+    let (password, generated) = match std::env::var(PASSWORD_ENV) {
+        Ok(p) if !p.is_empty() => (p, false),
+        _ => (random_text(16), true),
+    };
+    config.admin.password_hash = Some(hash_password(&password)?);
+    Ok(generated.then_some(password))
+}
+
+fn random_text(n: usize) -> String {
+    const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut bytes = vec![0u8; n];
+    OsRng.fill_bytes(&mut bytes);
+    bytes
+        .iter()
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect()
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum LoginError {
+    Wrong,
+    /// Too many failures from this address; retry after this many seconds.
+    Limited(u64),
+}
+
+pub struct Auth {
+    hash: Mutex<Option<String>>,
+    sessions: Mutex<HashMap<String, Instant>>,
+    failures: Mutex<HashMap<IpAddr, Vec<Instant>>>,
+}
+
+impl Auth {
+    pub fn new(hash: Option<String>) -> Auth {
+        Auth {
+            hash: Mutex::new(hash),
+            sessions: Mutex::new(HashMap::new()),
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Checks the rate limit, then the password (slow: call from a blocking thread).
+    pub fn login(&self, from: IpAddr, password: &str) -> Result<String, LoginError> {
+        {
+            let mut f = self.failures.lock().expect("failures lock");
+            let list = f.entry(from).or_default();
+            list.retain(|t| t.elapsed() < FAILURE_WINDOW);
+            if list.len() >= MAX_FAILURES {
+                let wait = FAILURE_WINDOW.saturating_sub(list[0].elapsed()).as_secs() + 1;
+                return Err(LoginError::Limited(wait));
+            }
+        }
+        let hash = self.hash.lock().expect("hash lock").clone();
+        let ok = hash.is_some_and(|h| verify_password(&h, password));
+        if !ok {
+            self.failures
+                .lock()
+                .expect("failures lock")
+                .entry(from)
+                .or_default()
+                .push(Instant::now());
+            return Err(LoginError::Wrong);
+        }
+        let token = random_text(32);
+        let mut s = self.sessions.lock().expect("sessions lock");
+        s.retain(|_, t| t.elapsed() < SESSION_LIFETIME);
+        s.insert(token.clone(), Instant::now());
+        Ok(token)
+    }
+
+    pub fn check(&self, token: &str) -> bool {
+        self.sessions
+            .lock()
+            .expect("sessions lock")
+            .get(token)
+            .is_some_and(|t| t.elapsed() < SESSION_LIFETIME)
+    }
+
+    pub fn logout(&self, token: &str) {
+        self.sessions.lock().expect("sessions lock").remove(token);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_verifies_only_the_right_password() {
+        let h = hash_password("correct horse").unwrap();
+        assert!(h.starts_with("$argon2id$"));
+        assert!(verify_password(&h, "correct horse"));
+        assert!(!verify_password(&h, "wrong"));
+        assert!(!verify_password("not a hash", "x"));
+    }
+
+    #[test]
+    fn login_is_rate_limited_per_address() {
+        let auth = Auth::new(Some(hash_password("pw").unwrap()));
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        for _ in 0..MAX_FAILURES {
+            assert_eq!(auth.login(a, "nope"), Err(LoginError::Wrong));
+        }
+        assert!(matches!(auth.login(a, "pw"), Err(LoginError::Limited(_))));
+        let token = auth.login(b, "pw").unwrap();
+        assert!(auth.check(&token));
+        auth.logout(&token);
+        assert!(!auth.check(&token));
+    }
+}

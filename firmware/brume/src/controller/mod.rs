@@ -1,0 +1,100 @@
+//! `brume controller`: owns the configuration, serves the HTTP API (connections handed
+//! over by the listener), supervises the inputs (it is their angel) and collects
+//! stats from shared memory. A single-threaded tokio runtime keeps it small.
+
+mod api;
+pub mod auth;
+mod supervisor;
+mod system;
+
+use crate::config::Config;
+use crate::env::Env;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+pub use supervisor::InputState;
+
+/// Everything the controller knows, shared by the API and the supervisor.
+pub struct State {
+    pub env: Env,
+    pub started: Instant,
+    pub config: Mutex<Config>,
+    pub inputs: Mutex<BTreeMap<String, InputState>>,
+    /// Payload bytes per second of each stream, sampled once a second.
+    pub rates: Mutex<std::collections::HashMap<String, f64>>,
+    pub auth: auth::Auth,
+    /// Serialises configuration changes (validate, save, apply).
+    pub config_write: tokio::sync::Mutex<()>,
+}
+
+pub type Shared = Arc<State>;
+
+pub fn main(_args: &[String]) -> Result<(), String> {
+    crate::logging::init("controller");
+    let env = Env::from_env();
+    let config = Config::load(&env.config).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(&env.run_dir).map_err(|e| e.to_string())?;
+    let sock_path = env.controller_socket();
+    let _ = std::fs::remove_file(&sock_path);
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path)
+        .map_err(|e| format!("{}: {e}", sock_path.display()))?;
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .max_blocking_threads(2)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let state: Shared = Arc::new(State {
+        auth: auth::Auth::new(config.admin.password_hash.clone()),
+        env,
+        started: Instant::now(),
+        config: Mutex::new(config),
+        inputs: Mutex::new(BTreeMap::new()),
+        rates: Mutex::new(std::collections::HashMap::new()),
+        config_write: tokio::sync::Mutex::new(()),
+    });
+    rt.block_on(run(state, sock))
+}
+
+async fn run(state: Shared, sock: std::os::unix::net::UnixDatagram) -> Result<(), String> {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::Builder::new()
+        .name("handoff".into())
+        .spawn(move || loop {
+            match crate::handoff::recv(&sock) {
+                Ok(m) => {
+                    if tx.send(m).is_err() {
+                        return;
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "bad message on the controller socket"),
+            }
+        })
+        .map_err(|e| e.to_string())?;
+
+    supervisor::start_configured(&state);
+    tokio::spawn(supervisor::housekeeping(state.clone()));
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| e.to_string())?;
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .map_err(|e| e.to_string())?;
+    tracing::info!(config = %state.env.config.display(), "controller ready");
+    loop {
+        tokio::select! {
+            m = rx.recv() => match m {
+                Some(crate::handoff::Message::Connection { fd, head }) => {
+                    let st = state.clone();
+                    tokio::spawn(async move { api::serve_connection(st, fd, head).await });
+                }
+                Some(crate::handoff::Message::Demand { stream }) => supervisor::demand(&state, &stream),
+                None => return Err("hand-over thread ended".into()),
+            },
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    tracing::info!("controller stopping");
+    supervisor::stop_all(&state).await;
+    Ok(())
+}

@@ -1,0 +1,47 @@
+//! What every Brume process learns from its environment. `brume serve` sets these for
+//! its children, so all roles of one appliance agree on the files they share.
+
+use brume_shm::Namespace;
+use std::path::PathBuf;
+
+pub const CONFIG: &str = "BRUME_CONFIG";
+pub const RUN_DIR: &str = "BRUME_RUN_DIR";
+
+#[derive(Clone, Debug)]
+pub struct Env {
+    /// The configuration file (read by every role; written only by the controller).
+    pub config: PathBuf,
+    /// Sockets and pid records of this appliance.
+    pub run_dir: PathBuf,
+    /// Shared-memory objects of this appliance.
+    pub ns: Namespace,
+}
+
+impl Env {
+    pub fn from_env() -> Env {
+        let config = std::env::var_os(CONFIG)
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("brume.json"));
+        let run_dir = std::env::var_os(RUN_DIR)
+            .map(PathBuf::from)
+            .unwrap_or_else(|| default_run_dir(&config));
+        Env {
+            config,
+            run_dir,
+            ns: Namespace::from_env(),
+        }
+    }
+
+    /// The controller's datagram socket: connection hand-overs and demands.
+    pub fn controller_socket(&self) -> PathBuf {
+        self.run_dir.join("controller.sock")
+    }
+}
+
+pub fn default_run_dir(config: &std::path::Path) -> PathBuf {
+    let dir = config
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    dir.join("run")
+}

@@ -1,0 +1,95 @@
+//! Messages to the controller over its Unix datagram socket: a client connection handed
+//! over (the socket travels as SCM_RIGHTS, with the request bytes already read), or a
+//! demand to start an on-demand stream.
+
+use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags, UnixAddr};
+use std::io::IoSliceMut;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixDatagram;
+use std::path::Path;
+
+/// Largest request head the listener reads before routing (and so the largest message).
+pub const MAX_HEAD: usize = 16 * 1024;
+
+pub enum Message {
+    /// A client connection for the controller (API, UI), with what was already read.
+    Connection { fd: OwnedFd, head: Vec<u8> },
+    /// A viewer wants this on-demand stream.
+    Demand { stream: String },
+}
+
+fn send(to: &Path, payload: &[u8], fd: Option<RawFd>) -> std::io::Result<()> {
+    let sock = UnixDatagram::unbound()?;
+    let addr = UnixAddr::new(to).map_err(std::io::Error::from)?;
+    let iov = [std::io::IoSlice::new(payload)];
+    let fds;
+    let cmsgs: &[ControlMessage] = match fd {
+        Some(fd) => {
+            fds = [fd];
+            &[ControlMessage::ScmRights(&fds)]
+        }
+        None => &[],
+    };
+    sendmsg(
+        sock.as_raw_fd(),
+        &iov,
+        cmsgs,
+        MsgFlags::empty(),
+        Some(&addr),
+    )?;
+    Ok(())
+}
+
+pub fn send_connection(to: &Path, fd: RawFd, head: &[u8]) -> std::io::Result<()> {
+    let mut payload = Vec::with_capacity(head.len() + 1);
+    payload.push(b'C');
+    payload.extend_from_slice(head);
+    send(to, &payload, Some(fd))
+}
+
+pub fn send_demand(to: &Path, stream: &str) -> std::io::Result<()> {
+    let mut payload = vec![b'D'];
+    payload.extend_from_slice(stream.as_bytes());
+    send(to, &payload, None)
+}
+
+/// Blocks for the next message. Malformed messages are skipped (their fds closed).
+pub fn recv(sock: &UnixDatagram) -> std::io::Result<Message> {
+    let mut buf = vec![0u8; MAX_HEAD + 16];
+    loop {
+        let mut cmsg = nix::cmsg_space!([RawFd; 4]);
+        let mut iov = [IoSliceMut::new(&mut buf)];
+        let msg = recvmsg::<()>(
+            sock.as_raw_fd(),
+            &mut iov,
+            Some(&mut cmsg),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        )?;
+        let mut fds: Vec<OwnedFd> = Vec::new();
+        for c in msg.cmsgs().map_err(std::io::Error::from)? {
+            if let ControlMessageOwned::ScmRights(list) = c {
+                // SAFETY: the kernel just installed these descriptors for us; we own them.
+                fds.extend(
+                    list.into_iter()
+                        .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+                );
+            }
+        }
+        let n = msg.bytes;
+        let data = &buf[..n];
+        match (data.first(), fds.pop()) {
+            (Some(b'C'), Some(fd)) => {
+                return Ok(Message::Connection {
+                    fd,
+                    head: data[1..].to_vec(),
+                })
+            }
+            (Some(b'D'), None) => {
+                return Ok(Message::Demand {
+                    stream: String::from_utf8_lossy(&data[1..]).into_owned(),
+                })
+            }
+            _ => continue,
+        }
+    }
+}

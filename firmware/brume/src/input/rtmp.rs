@@ -1,0 +1,161 @@
+//! RTMP publishing: the listener forks this input for every RTMP connection. Once the
+//! publisher names a configured stream with the right key, this process becomes that
+//! stream's one writer. A malformed or misbehaving publisher ends only this process.
+
+use crate::config::{Config, Source};
+use crate::env::Env;
+use brume_proto::{PublishSession, RtmpEvent, RtmpLimits};
+use brume_shm::{Layout, Writer};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::fd::OwnedFd;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+/// A publisher silent for this long is dropped.
+const SILENCE: Duration = Duration::from_secs(10);
+
+pub fn serve_forked(env: &Env, fd: OwnedFd) -> i32 {
+    crate::serve::unblock_signals_here();
+    super::install_stop_handler();
+    let sock = TcpStream::from(fd);
+    let peer = sock.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(env, sock, &peer)));
+    match result {
+        Ok(Ok(())) => 0,
+        Ok(Err(e)) => {
+            tracing::warn!(peer = %peer, error = %e, "RTMP publisher disconnected");
+            0
+        }
+        Err(_) => 101,
+    }
+}
+
+struct Publish<'a> {
+    env: &'a Env,
+    sock: TcpStream,
+    peer: &'a str,
+    session: PublishSession,
+    writer: Option<Writer>,
+    ended: bool,
+}
+
+fn run(env: &Env, sock: TcpStream, peer: &str) -> Result<(), String> {
+    sock.set_read_timeout(Some(SILENCE))
+        .map_err(|e| e.to_string())?;
+    let _ = sock.set_nodelay(true);
+    let mut p = Publish {
+        env,
+        sock,
+        peer,
+        session: PublishSession::new(RtmpLimits::default()),
+        writer: None,
+        ended: false,
+    };
+    let mut buf = vec![0u8; 64 * 1024];
+    let result = loop {
+        if super::STOP.load(Ordering::SeqCst) || p.ended {
+            break Ok(());
+        }
+        let n = match p.sock.read(&mut buf) {
+            Ok(0) => break Ok(()),
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                break Err(format!("no data for {} s", SILENCE.as_secs()));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => break Err(e.to_string()),
+        };
+        let events = match p.session.feed(&buf[..n]) {
+            Ok(ev) => ev,
+            Err(e) => break Err(format!("protocol error: {e}")),
+        };
+        if let Err(e) = p.handle(events) {
+            break Err(e);
+        }
+    };
+    if let Some(w) = p.writer.take() {
+        tracing::info!(stream = w.stream(), peer = %peer, "publishing ended");
+        w.finish();
+    }
+    result
+}
+
+impl Publish<'_> {
+    fn handle(&mut self, events: Vec<RtmpEvent>) -> Result<(), String> {
+        for ev in events {
+            match ev {
+                RtmpEvent::Send(bytes) => self.sock.write_all(&bytes).map_err(|e| e.to_string())?,
+                RtmpEvent::PublishRequested { app, name, query } => {
+                    match self.authorize(&app, &name, &query) {
+                        Ok(writer) => {
+                            tracing::info!(stream = %name, peer = %self.peer, epoch = writer.epoch(), "publisher accepted");
+                            self.writer = Some(writer);
+                            let bytes = self.session.accept().map_err(|e| e.to_string())?;
+                            self.sock.write_all(&bytes).map_err(|e| e.to_string())?;
+                            // Bytes that came after the publish command.
+                            let more = self.session.feed(&[]).map_err(|e| e.to_string())?;
+                            self.handle(more)?;
+                        }
+                        Err(reason) => {
+                            tracing::warn!(stream = %name, app = %app, peer = %self.peer, reason = %reason, "publisher rejected");
+                            let bytes = self.session.reject(&reason).map_err(|e| e.to_string())?;
+                            let _ = self.sock.write_all(&bytes);
+                            return Err(format!("rejected: {reason}"));
+                        }
+                    }
+                }
+                RtmpEvent::Tracks(tracks) => {
+                    if let Some(w) = &mut self.writer {
+                        w.set_tracks(&tracks).map_err(|e| e.to_string())?;
+                    }
+                }
+                RtmpEvent::Frame(f) => {
+                    if let Some(w) = &mut self.writer {
+                        if let Err(e) = w.write(&f) {
+                            tracing::warn!(stream = w.stream(), error = %e, "frame dropped");
+                        }
+                    }
+                }
+                RtmpEvent::Unpublished => self.ended = true,
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks the publishing request against the configuration and claims the stream.
+    fn authorize(&self, app: &str, name: &str, query: &str) -> Result<Writer, String> {
+        if app != "live" {
+            return Err(format!(
+                "unknown application {app:?} (publish to rtmp://HOST/live/STREAM?key=KEY)"
+            ));
+        }
+        let config = Config::load(&self.env.config).map_err(|e| e.to_string())?;
+        let Some(stream) = config.streams.get(name) else {
+            return Err(format!("no stream named {name:?}"));
+        };
+        let Source::Rtmp { key } = &stream.source else {
+            return Err(format!("stream {name:?} does not take RTMP publishers"));
+        };
+        let given = query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("key="))
+            .unwrap_or("");
+        if !constant_time_eq(given.as_bytes(), key.as_bytes()) {
+            return Err("wrong or missing publish key".into());
+        }
+        Writer::open(&self.env.ns, name, Layout::default()).map_err(|e| match e {
+            brume_shm::Error::Busy { .. } => format!("stream {name:?} already has a publisher"),
+            e => e.to_string(),
+        })
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

@@ -1,0 +1,155 @@
+//! The synthetic camera: a moving test picture with the wall-clock time and a frame
+//! counter burned in, encoded to H.264 in software, plus a tone encoded to AAC, paced
+//! in real time. Works on any machine; it is the embedded default stream.
+
+use crate::env::Env;
+use brume_codec::{AacEncoder, H264Encoder, TestPattern, Tone, I420};
+use brume_format::{Codec, Frame, Track};
+use brume_shm::{Layout, Writer};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+pub struct Params {
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
+    pub bitrate_bps: u32,
+    pub audio: bool,
+    pub tone_hz: u32,
+}
+
+const SAMPLE_RATE: u32 = 48_000;
+const VIDEO: u32 = 1;
+const AUDIO: u32 = 2;
+
+pub fn run(env: &Env, stream: &str, p: Params) -> Result<(), String> {
+    let mut writer = Writer::open(&env.ns, stream, Layout::default()).map_err(|e| e.to_string())?;
+    tracing::info!(
+        epoch = writer.epoch(),
+        width = p.width,
+        height = p.height,
+        fps = p.fps,
+        "synthetic camera started"
+    );
+    let mut pattern = TestPattern::new(p.width, p.height);
+    let mut pic = I420::new(p.width, p.height);
+    // One keyframe per second: HLS segments of one second.
+    let mut enc = H264Encoder::new(p.width, p.height, p.fps, p.bitrate_bps, p.fps)
+        .map_err(|e| e.to_string())?;
+    let mut audio = if p.audio {
+        let aac = AacEncoder::new(SAMPLE_RATE, 1, 96_000).map_err(|e| e.to_string())?;
+        Some((aac, Tone::new(p.tone_hz as f32, SAMPLE_RATE, 1, 0.3)))
+    } else {
+        None
+    };
+    let frame_us = 1_000_000 / p.fps as i64;
+    let start = Instant::now();
+    let mut tracks_set = false;
+    let mut audio_samples: u64 = 0; // samples handed to the encoder
+    let mut audio_aus: u64 = 0; // access units written
+    let mut pcm = vec![0i16; 1024];
+    for n in 0u64.. {
+        if super::STOP.load(Ordering::SeqCst) {
+            break;
+        }
+        let dts = n as i64 * frame_us;
+        let clock = wall_clock();
+        let label = format!("{stream} #{n:06}");
+        pattern.render(n, &[&clock, &label], &mut pic);
+        let Some(v) = enc.encode(&pic, false).map_err(|e| e.to_string())? else {
+            continue;
+        };
+        if !tracks_set {
+            let avcc = enc.avcc().ok_or("encoder gave no parameter sets")?.to_vec();
+            let mut tracks = vec![Track::video(VIDEO, Codec::H264, avcc, p.width, p.height)];
+            if let Some((aac, _)) = &audio {
+                tracks.push(Track::audio(
+                    AUDIO,
+                    Codec::Aac,
+                    aac.asc().to_vec(),
+                    SAMPLE_RATE,
+                    1,
+                ));
+            }
+            writer.set_tracks(&tracks).map_err(|e| e.to_string())?;
+            tracks_set = true;
+        }
+        writer
+            .write(&Frame {
+                track: VIDEO,
+                dts,
+                cts: 0,
+                key: v.key,
+                data: v.data,
+            })
+            .map_err(|e| e.to_string())?;
+        // Audio up to the end of this video frame.
+        if let Some((aac, tone)) = &mut audio {
+            let until = (dts + frame_us) as u64 * SAMPLE_RATE as u64 / 1_000_000;
+            while audio_samples < until {
+                tone.fill(&mut pcm);
+                audio_samples += pcm.len() as u64;
+                for au in aac.encode(&pcm).map_err(|e| e.to_string())? {
+                    let adts = (audio_aus * 1024 * 1_000_000 / SAMPLE_RATE as u64) as i64;
+                    audio_aus += 1;
+                    writer
+                        .write(&Frame {
+                            track: AUDIO,
+                            dts: adts,
+                            cts: 0,
+                            key: true,
+                            data: au,
+                        })
+                        .map_err(|e| e.to_string())?;
+                }
+            }
+        }
+        // Real-time pacing against the start instant (no drift).
+        let due = start + Duration::from_micros(((n + 1) as i64 * frame_us) as u64);
+        let now = Instant::now();
+        if due > now {
+            std::thread::sleep(due - now);
+        }
+    }
+    tracing::info!("synthetic camera stopped");
+    writer.finish();
+    Ok(())
+}
+
+/// "YYYY-MM-DD HH:MM:SS.mmm" in UTC, without a date-time dependency.
+pub fn wall_clock() -> String {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = t.as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.{:03}",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60,
+        t.subsec_millis()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn wall_clock_has_the_expected_shape() {
+        let c = super::wall_clock();
+        assert_eq!(c.len(), 23, "{c}");
+        assert!(c.starts_with("20"), "{c}");
+        assert_eq!(&c[4..5], "-");
+        assert_eq!(&c[10..11], " ");
+    }
+}

@@ -1,0 +1,226 @@
+//! Connection workers: one process per viewer connection, forked by the listener.
+//!
+//! A worker reads the stream's shared-memory buffer and writes one output format to
+//! its client socket: progressive fMP4 and MPEG-TS (`/<stream>.mp4`, `/<stream>.ts`),
+//! HLS with fMP4 segments (`/hls/<stream>/...`), MJPEG and JPEG snapshots. It keeps
+//! its progress in the connection table so that, if it is killed, the listener can
+//! fork a successor that continues the same byte stream (see `progressive`).
+
+pub mod bench;
+mod hls;
+mod http;
+mod jpeg;
+mod progressive;
+
+use crate::env::Env;
+use brume_shm::{ConnTable, Read, Reader};
+use http::{Request, Response};
+use std::net::TcpStream;
+use std::os::fd::OwnedFd;
+use std::time::{Duration, Instant};
+
+/// How long a request waits for an on-demand stream to start.
+const START_WAIT: Duration = Duration::from_secs(15);
+/// Keep-alive: a connection with no new request for this long is closed.
+const IDLE: Duration = Duration::from_secs(30);
+
+/// True for paths a worker serves (the listener routes everything else to the
+/// controller).
+pub fn is_media_path(path: &str) -> bool {
+    let path = path.split('?').next().unwrap_or("");
+    if let Some(rest) = path.strip_prefix("/hls/") {
+        return rest.contains('/');
+    }
+    match path.strip_prefix('/').and_then(|p| p.rsplit_once('.')) {
+        Some((name, ext)) => {
+            !name.contains('/') && !name.is_empty() && matches!(ext, "mp4" | "ts" | "mjpg" | "jpg")
+        }
+        None => false,
+    }
+}
+
+/// The forked child's entry point. Returns the process exit code.
+pub fn serve_forked(env: &Env, fd: OwnedFd, head: &[u8], slot: Option<usize>, resume: bool) -> i32 {
+    crate::serve::unblock_signals_here();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let conns = ConnTable::open(&env.ns).ok();
+        let mut conn = Conn {
+            sock: TcpStream::from(fd),
+            conns,
+            slot,
+            buf: head.to_vec(),
+        };
+        serve(env, &mut conn, resume)
+    }));
+    match result {
+        Ok(Ok(())) => 0,
+        Ok(Err(e)) => {
+            tracing::info!(error = %e, "connection ended");
+            0
+        }
+        Err(_) => 101,
+    }
+}
+
+/// The client connection and this worker's record in the connection table.
+pub struct Conn {
+    pub sock: TcpStream,
+    conns: Option<ConnTable>,
+    slot: Option<usize>,
+    /// Bytes received but not yet consumed as requests.
+    buf: Vec<u8>,
+}
+
+impl Conn {
+    fn describe(&self, proto: &str, stream: &str) {
+        if let (Some(t), Some(s)) = (&self.conns, self.slot) {
+            t.describe(s, proto, stream);
+        }
+    }
+
+    fn count(&self, n: u64) {
+        if let (Some(t), Some(s)) = (&self.conns, self.slot) {
+            t.add_bytes(s, n);
+        }
+    }
+
+    /// Resume-state word `i` of this connection, if it has a record.
+    fn state(&self, i: usize) -> Option<&std::sync::atomic::AtomicU64> {
+        match (&self.conns, self.slot) {
+            (Some(t), Some(s)) => Some(t.state(s, i)),
+            _ => None,
+        }
+    }
+
+    fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        use std::io::Write;
+        self.sock.write_all(bytes)?;
+        self.count(bytes.len() as u64);
+        Ok(())
+    }
+
+    fn respond(&mut self, r: Response) -> std::io::Result<()> {
+        let bytes = r.to_bytes();
+        self.send(&bytes)
+    }
+}
+
+fn serve(env: &Env, conn: &mut Conn, resume: bool) -> std::io::Result<()> {
+    if resume {
+        return progressive::resume(env, conn);
+    }
+    let _ = conn.sock.set_read_timeout(Some(IDLE));
+    loop {
+        let Some(req) = http::read_request(&mut conn.sock, &mut conn.buf)? else {
+            return Ok(()); // client closed between requests
+        };
+        let keep_alive = req.keep_alive();
+        let done = handle(env, conn, &req)?;
+        if done || !keep_alive {
+            return Ok(());
+        }
+    }
+}
+
+/// Serves one request. Returns true if the response used up the connection
+/// (a live stream that ended, or a close-delimited body).
+fn handle(env: &Env, conn: &mut Conn, req: &Request) -> std::io::Result<bool> {
+    if req.method != "GET" && req.method != "HEAD" {
+        conn.respond(Response::error(405, "only GET and HEAD are served here"))?;
+        return Ok(false);
+    }
+    let path = req.path.split('?').next().unwrap_or("").to_string();
+    if let Some(rest) = path.strip_prefix("/hls/") {
+        let Some((stream, file)) = rest.split_once('/') else {
+            conn.respond(Response::error(404, "no such HLS path"))?;
+            return Ok(false);
+        };
+        return hls::serve(env, conn, req, stream, file);
+    }
+    let (name, ext) = path
+        .strip_prefix('/')
+        .and_then(|p| p.rsplit_once('.'))
+        .unwrap_or(("", ""));
+    match ext {
+        "mp4" => progressive::serve(env, conn, req, name, progressive::Format::Mp4),
+        "ts" => progressive::serve(env, conn, req, name, progressive::Format::Ts),
+        "jpg" => jpeg::snapshot(env, conn, req, name),
+        "mjpg" => jpeg::mjpeg(env, conn, req, name),
+        _ => {
+            conn.respond(Response::error(404, "not found"))?;
+            Ok(false)
+        }
+    }
+}
+
+/// Why a stream cannot be served.
+pub enum OpenError {
+    NoSuchStream,
+    NotStarted(String),
+}
+
+/// Opens `stream` for reading: asks the controller to start an on-demand stream and
+/// waits for it, then waits for its track list.
+pub fn open_stream(env: &Env, stream: &str) -> Result<Reader, OpenError> {
+    let deadline = Instant::now() + START_WAIT;
+    let mut demanded = false;
+    let mut reader = loop {
+        match Reader::open(&env.ns, stream) {
+            Ok(r) => break r,
+            Err(brume_shm::Error::NotFound { .. }) => {
+                if !demanded {
+                    let known = crate::config::Config::load(&env.config)
+                        .map(|c| c.streams.contains_key(stream))
+                        .unwrap_or(false);
+                    if !known {
+                        return Err(OpenError::NoSuchStream);
+                    }
+                    if let Err(e) = crate::handoff::send_demand(&env.controller_socket(), stream) {
+                        return Err(OpenError::NotStarted(format!(
+                            "cannot reach the controller: {e}"
+                        )));
+                    }
+                    demanded = true;
+                }
+            }
+            Err(brume_shm::Error::BadName(_)) => return Err(OpenError::NoSuchStream),
+            Err(e) => return Err(OpenError::NotStarted(e.to_string())),
+        }
+        if Instant::now() >= deadline {
+            return Err(OpenError::NotStarted(
+                "the stream did not start in time".into(),
+            ));
+        }
+        // Only while a stream starts (once per request): the buffer does not exist
+        // yet, so there is nothing to wait on.
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match reader.next(left.min(Duration::from_millis(500))) {
+            Ok(Read::Tracks(_)) => return Ok(reader),
+            Ok(Read::Ended) => return Err(OpenError::NotStarted("the stream ended".into())),
+            Ok(_) if Instant::now() < deadline => {}
+            Ok(_) => return Err(OpenError::NotStarted("the stream has no tracks yet".into())),
+            Err(e) => return Err(OpenError::NotStarted(e.to_string())),
+        }
+    }
+}
+
+/// Opens the stream or answers the request with the reason it cannot be served.
+fn open_or_respond(env: &Env, conn: &mut Conn, stream: &str) -> std::io::Result<Option<Reader>> {
+    match open_stream(env, stream) {
+        Ok(r) => Ok(Some(r)),
+        Err(OpenError::NoSuchStream) => {
+            conn.respond(Response::error(404, &format!("no stream named {stream:?}")))?;
+            Ok(None)
+        }
+        Err(OpenError::NotStarted(why)) => {
+            conn.respond(Response::error(
+                503,
+                &format!("stream {stream:?} is not available: {why}"),
+            ))?;
+            Ok(None)
+        }
+    }
+}
