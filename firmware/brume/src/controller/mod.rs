@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 pub use supervisor::InputState;
+pub use system::rss_kib as system_rss_kib;
 
 /// Everything the controller knows, shared by the API and the supervisor.
 pub struct State {
