@@ -33,6 +33,7 @@ pub type Shared = Arc<State>;
 
 pub fn main(_args: &[String]) -> Result<(), String> {
     crate::logging::init("controller");
+    limit_malloc();
     let env = Env::from_env();
     let config = Config::load(&env.config).map_err(|e| e.to_string())?;
     std::fs::create_dir_all(&env.run_dir).map_err(|e| e.to_string())?;
@@ -98,4 +99,17 @@ async fn run(state: Shared, sock: std::os::unix::net::UnixDatagram) -> Result<()
     tracing::info!("controller stopping");
     supervisor::stop_all(&state).await;
     Ok(())
+}
+
+/// Keeps the controller's resident memory small: large blocks (argon2's 7 MiB work
+/// area at each login) are mmapped and returned on free instead of staying in the
+/// heap, and blocking threads share arenas instead of growing their own.
+fn limit_malloc() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt only adjusts allocator parameters; called before other threads.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 64 * 1024);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 128 * 1024);
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
 }

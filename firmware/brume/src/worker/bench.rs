@@ -27,7 +27,13 @@ pub fn main(args: &[String]) -> Result<(), String> {
         return shm_reader(&args[1..]);
     }
     let what = args.first().map(String::as_str).unwrap_or("all");
-    println!("brume bench on {} ({} CPUs)", machine(), std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    println!(
+        "brume bench on {} ({} CPUs)",
+        machine(),
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    );
     let all = what == "all";
     if all || what == "shm" {
         bench_shm(1)?;
@@ -51,13 +57,20 @@ pub fn main(args: &[String]) -> Result<(), String> {
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
         .unwrap_or_else(|| std::env::consts::ARCH.to_string());
     format!("{cpu}, {}", std::env::consts::ARCH)
 }
 
 fn now_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: valid timespec pointer. CLOCK_MONOTONIC is shared by all processes.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
@@ -93,7 +106,8 @@ fn cleanup(ns: &Namespace, dir: &PathBuf) {
 fn bench_shm(readers: usize) -> Result<(), String> {
     let (ns, dir) = scratch(&format!("shm{readers}"));
     let mut w = Writer::open(&ns, "b", Layout::default()).map_err(|e| e.to_string())?;
-    w.set_tracks(&[Track::video(1, Codec::H264, vec![], 16, 16)]).map_err(|e| e.to_string())?;
+    w.set_tracks(&[Track::video(1, Codec::H264, vec![], 16, 16)])
+        .map_err(|e| e.to_string())?;
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let mut children: Vec<Child> = (0..readers)
         .map(|_| {
@@ -120,7 +134,14 @@ fn bench_shm(readers: usize) -> Result<(), String> {
     for i in 0..frames {
         let mut data = now_ns().to_le_bytes().to_vec();
         data.resize(4000, 0);
-        w.write(&Frame { track: 1, dts: i * 10_000, cts: 0, key: true, data }).map_err(|e| e.to_string())?;
+        w.write(&Frame {
+            track: 1,
+            dts: i * 10_000,
+            cts: 0,
+            key: true,
+            data,
+        })
+        .map_err(|e| e.to_string())?;
         std::thread::sleep(Duration::from_millis(10));
     }
     w.finish();
@@ -175,7 +196,8 @@ struct Synthetic {
 
 impl Synthetic {
     fn new(ns: &Namespace, bitrate_bps: usize) -> Result<Synthetic, String> {
-        let mut enc = brume_codec::H264Encoder::new(320, 180, 30, 300_000, 30).map_err(|e| e.to_string())?;
+        let mut enc =
+            brume_codec::H264Encoder::new(320, 180, 30, 300_000, 30).map_err(|e| e.to_string())?;
         let pic = brume_codec::I420::new(320, 180);
         enc.encode(&pic, true).map_err(|e| e.to_string())?;
         let avcc = enc.avcc().ok_or("no avcC")?.to_vec();
@@ -221,7 +243,13 @@ fn start_listener(ns: &Namespace, dir: &std::path::Path) -> Result<(Child, u16),
     let config = dir.join("brume.json");
     std::fs::write(&config, br#"{"streams":{}}"#).map_err(|e| e.to_string())?;
     let child = Command::new(std::env::current_exe().map_err(|e| e.to_string())?)
-        .args(["listen", "--http", &format!("127.0.0.1:{port}"), "--rtmp", "off"])
+        .args([
+            "listen",
+            "--http",
+            &format!("127.0.0.1:{port}"),
+            "--rtmp",
+            "off",
+        ])
         .env("BRUME_SHM_PREFIX", &ns.prefix)
         .env("BRUME_SHM_DIR", &ns.dir)
         .env(crate::env::CONFIG, &config)
@@ -242,7 +270,8 @@ fn start_listener(ns: &Namespace, dir: &std::path::Path) -> Result<(Child, u16),
 fn open_viewer(port: u16, path: &str) -> Result<TcpStream, String> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
     write!(s, "GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n").map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
     Ok(s)
 }
 
@@ -274,14 +303,20 @@ fn bench_latency(viewers: usize) -> Result<(), String> {
                     if carry.len() < at + 16 {
                         break;
                     }
-                    let written = u64::from_le_bytes(carry[at + 8..at + 16].try_into().expect("8 bytes"));
+                    let written =
+                        u64::from_le_bytes(carry[at + 8..at + 16].try_into().expect("8 bytes"));
                     // From each viewer's second second on (the first is start-up).
                     if started.elapsed() > Duration::from_secs(1) {
-                        samples.lock().expect("samples").push(t.saturating_sub(written));
+                        samples
+                            .lock()
+                            .expect("samples")
+                            .push(t.saturating_sub(written));
                     }
                     i = at + 16;
                 }
-                let keep = carry.len().saturating_sub(i.max(carry.len().saturating_sub(32)));
+                let keep = carry
+                    .len()
+                    .saturating_sub(i.max(carry.len().saturating_sub(32)));
                 carry.drain(..carry.len() - keep);
             }
         }));
@@ -341,7 +376,10 @@ fn memory_kib(pid: u32) -> (u64, u64) {
             .and_then(|v| v.parse().ok())
             .unwrap_or(0)
     };
-    (field("Private_Clean:") + field("Private_Dirty:"), field("Pss:"))
+    (
+        field("Private_Clean:") + field("Private_Dirty:"),
+        field("Pss:"),
+    )
 }
 
 fn bench_fanout(viewers: usize) -> Result<(), String> {
@@ -374,7 +412,9 @@ fn bench_fanout(viewers: usize) -> Result<(), String> {
         std::thread::sleep(Duration::from_millis(33));
     }
     let workers = children_of(listener.id());
-    let pids: Vec<u32> = std::iter::once(listener.id()).chain(workers.iter().copied()).collect();
+    let pids: Vec<u32> = std::iter::once(listener.id())
+        .chain(workers.iter().copied())
+        .collect();
     let cpu0: u64 = pids.iter().map(|p| cpu_ns(*p)).sum();
     let bytes0 = received.load(Ordering::Relaxed);
     let t0 = Instant::now();
@@ -456,10 +496,19 @@ fn bench_controller() -> Result<(), String> {
         let role = cmd.split('\0').nth(1).unwrap_or("?").to_string();
         let rss = crate::controller::system_rss_kib(pid).unwrap_or(0);
         let (uss, pss) = memory_kib(pid);
-        report.push(format!("{role} RSS {:.1} MiB (USS {:.1} MiB, PSS {:.1} MiB)", rss as f64 / 1024.0, uss as f64 / 1024.0, pss as f64 / 1024.0));
+        report.push(format!(
+            "{role} RSS {:.1} MiB (USS {:.1} MiB, PSS {:.1} MiB)",
+            rss as f64 / 1024.0,
+            uss as f64 / 1024.0,
+            pss as f64 / 1024.0
+        ));
     }
     let root_rss = crate::controller::system_rss_kib(serve.id()).unwrap_or(0);
-    println!("processes: serve (root angel) RSS {:.1} MiB; {}", root_rss as f64 / 1024.0, report.join("; "));
+    println!(
+        "processes: serve (root angel) RSS {:.1} MiB; {}",
+        root_rss as f64 / 1024.0,
+        report.join("; ")
+    );
     // SAFETY: kill takes no pointers.
     unsafe { libc::kill(serve.id() as i32, libc::SIGTERM) };
     let _ = serve.wait();
