@@ -57,6 +57,9 @@ pub enum Source {
         audio: bool,
         #[serde(default = "default_tone")]
         tone_hz: u32,
+        /// A JPEG track at this rate (0: none) for snapshots, MJPEG and thumbnails.
+        #[serde(default = "default_jpeg_fps")]
+        jpeg_fps: u32,
     },
     /// RTMP publishing to rtmp://HOST:1935/live/<stream>?key=<key>.
     Rtmp { key: String },
@@ -85,6 +88,9 @@ fn default_bitrate() -> u32 {
 }
 fn default_tone() -> u32 {
     440
+}
+fn default_jpeg_fps() -> u32 {
+    2
 }
 
 /// A validation failure, naming the field as a JSON path.
@@ -132,6 +138,7 @@ impl Default for Config {
                     bitrate_kbps: default_bitrate(),
                     audio: true,
                     tone_hz: default_tone(),
+                    jpeg_fps: default_jpeg_fps(),
                 },
                 always_on: true,
                 idle_timeout_s: default_idle(),
@@ -240,6 +247,7 @@ impl StreamConfig {
                 fps,
                 bitrate_kbps,
                 tone_hz,
+                jpeg_fps,
                 ..
             } => {
                 if !(16..=3840).contains(width) || width % 2 != 0 {
@@ -261,6 +269,12 @@ impl StreamConfig {
                     return Err(field_err(
                         "source.bitrate_kbps",
                         "must be 50..=50000 kbit/s",
+                    ));
+                }
+                if jpeg_fps > fps {
+                    return Err(field_err(
+                        "source.jpeg_fps",
+                        "must be 0 (no JPEG track) up to the frame rate",
                     ));
                 }
                 if !(20..=20_000).contains(tone_hz) {

@@ -16,6 +16,8 @@ pub enum Message {
     Connection { fd: OwnedFd, head: Vec<u8> },
     /// A viewer wants this on-demand stream.
     Demand { stream: String },
+    /// A log line from another Brume process (for the API's recent logs).
+    Log(String),
 }
 
 fn send(to: &Path, payload: &[u8], fd: Option<RawFd>) -> std::io::Result<()> {
@@ -83,6 +85,11 @@ pub fn recv(sock: &UnixDatagram) -> std::io::Result<Message> {
                     fd,
                     head: data[1..].to_vec(),
                 })
+            }
+            (Some(b'L'), None) => {
+                return Ok(Message::Log(
+                    String::from_utf8_lossy(&data[1..]).into_owned(),
+                ))
             }
             (Some(b'D'), None) => {
                 return Ok(Message::Demand {

@@ -3,10 +3,14 @@
 
 use std::collections::VecDeque;
 use std::io::Write;
+use std::os::unix::net::UnixDatagram;
+use std::path::PathBuf;
 use std::sync::Mutex;
 
 const KEEP: usize = 1000;
 static RECENT: Mutex<VecDeque<String>> = Mutex::new(VecDeque::new());
+/// Other roles forward their lines to the controller (best effort, never blocking).
+static FORWARD: Mutex<Option<(UnixDatagram, PathBuf)>> = Mutex::new(None);
 
 /// Starts logging for `role`. Level from `BRUME_LOG` (error, warn, info, debug, trace).
 pub fn init(role: &'static str) {
@@ -21,6 +25,13 @@ pub fn init(role: &'static str) {
         .without_time()
         .with_writer(move || Tee { role })
         .try_init();
+    if role != "controller" && std::env::var_os(crate::env::RUN_DIR).is_some() {
+        let target = crate::env::Env::from_env().controller_socket();
+        if let Ok(sock) = UnixDatagram::unbound() {
+            let _ = sock.set_nonblocking(true);
+            *FORWARD.lock().unwrap_or_else(|p| p.into_inner()) = Some((sock, target));
+        }
+    }
 }
 
 /// The most recent log lines of this process, oldest first.
@@ -53,6 +64,12 @@ impl Write for Tee {
             line.trim_end()
         );
         let _ = writeln!(std::io::stderr(), "{line}");
+        if let Some((sock, target)) = &*FORWARD.lock().unwrap_or_else(|p| p.into_inner()) {
+            let mut msg = Vec::with_capacity(line.len() + 1);
+            msg.push(b'L');
+            msg.extend_from_slice(line.as_bytes());
+            let _ = sock.send_to(&msg, target);
+        }
         remember(line);
         Ok(buf.len())
     }

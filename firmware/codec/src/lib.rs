@@ -14,12 +14,14 @@
 mod aac;
 mod font;
 mod h264;
+mod jpeg;
 mod pattern;
 mod picture;
 mod tone;
 
 pub use aac::AacEncoder;
 pub use h264::{EncodedVideo, H264Encoder};
+pub use jpeg::JpegEncoder;
 pub use pattern::TestPattern;
 pub use picture::I420;
 pub use tone::Tone;

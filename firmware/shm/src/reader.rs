@@ -149,19 +149,23 @@ impl Reader {
             });
         }
         self.cursors = cursors;
-        self.primary = self
-            .cursors
-            .iter()
-            .position(|c| {
+        // Segments and resyncs follow the first coded video track (not a JPEG track,
+        // whose every frame is a keyframe), else the first video track, else the first.
+        let find = |pred: &dyn Fn(brume_format::Codec) -> bool| {
+            self.cursors.iter().position(|c| {
                 self.tracks
                     .iter()
-                    .any(|t| t.id == c.track_id && t.codec.is_video())
+                    .any(|t| t.id == c.track_id && pred(t.codec))
             })
-            .or(if self.cursors.is_empty() {
-                None
-            } else {
-                Some(0)
-            });
+        };
+        self.primary =
+            find(&|c| matches!(c, brume_format::Codec::H264 | brume_format::Codec::H265))
+                .or_else(|| find(&|c| c.is_video()))
+                .or(if self.cursors.is_empty() {
+                    None
+                } else {
+                    Some(0)
+                });
         if !self.started {
             self.started = true;
             self.seek_live();

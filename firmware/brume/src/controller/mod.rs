@@ -90,6 +90,7 @@ async fn run(state: Shared, sock: std::os::unix::net::UnixDatagram) -> Result<()
                     tokio::spawn(async move { api::serve_connection(st, fd, head).await });
                 }
                 Some(crate::handoff::Message::Demand { stream }) => supervisor::demand(&state, &stream),
+                Some(crate::handoff::Message::Log(line)) => crate::logging::remember(line),
                 None => return Err("hand-over thread ended".into()),
             },
             _ = term.recv() => break,

@@ -171,6 +171,7 @@ async fn run(state: Shared, stream: String, mut stop: watch::Receiver<bool>) {
                 let mut child = match cmd.spawn() {
                     Ok(c) => c,
                     Err(e) => {
+                        tracing::error!(stream = %stream, error = %e, "cannot start the input");
                         update(&state, &stream, |s| {
                             s.state = "failed";
                             s.last_error = Some(format!("cannot start the input: {e}"));

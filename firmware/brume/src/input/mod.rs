@@ -43,6 +43,7 @@ pub fn main(args: &[String]) -> Result<(), String> {
             bitrate_kbps,
             audio,
             tone_hz,
+            jpeg_fps,
         } => testsrc::run(
             &env,
             stream,
@@ -53,6 +54,7 @@ pub fn main(args: &[String]) -> Result<(), String> {
                 bitrate_bps: bitrate_kbps * 1000,
                 audio: *audio,
                 tone_hz: *tone_hz,
+                jpeg_fps: *jpeg_fps,
             },
         ),
         Source::Rtmp { .. } => Err(format!(

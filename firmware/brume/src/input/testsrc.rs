@@ -3,7 +3,7 @@
 //! in real time. Works on any machine; it is the embedded default stream.
 
 use crate::env::Env;
-use brume_codec::{AacEncoder, H264Encoder, TestPattern, Tone, I420};
+use brume_codec::{AacEncoder, H264Encoder, JpegEncoder, TestPattern, Tone, I420};
 use brume_format::{Codec, Frame, Track};
 use brume_shm::{Layout, Writer};
 use std::sync::atomic::Ordering;
@@ -16,11 +16,13 @@ pub struct Params {
     pub bitrate_bps: u32,
     pub audio: bool,
     pub tone_hz: u32,
+    pub jpeg_fps: u32,
 }
 
 const SAMPLE_RATE: u32 = 48_000;
 const VIDEO: u32 = 1;
 const AUDIO: u32 = 2;
+const JPEG: u32 = 3;
 
 pub fn run(env: &Env, stream: &str, p: Params) -> Result<(), String> {
     let mut writer = Writer::open(&env.ns, stream, Layout::default()).map_err(|e| e.to_string())?;
@@ -42,6 +44,13 @@ pub fn run(env: &Env, stream: &str, p: Params) -> Result<(), String> {
     } else {
         None
     };
+    // Snapshots at half size above 640 pixels: thumbnails and MJPEG stay light.
+    let mut jpeg = if p.jpeg_fps > 0 {
+        Some(JpegEncoder::new(75, if p.width > 640 { 2 } else { 1 }).map_err(|e| e.to_string())?)
+    } else {
+        None
+    };
+    let jpeg_every = (p.fps / p.jpeg_fps.max(1)).max(1) as u64;
     let frame_us = 1_000_000 / p.fps as i64;
     let start = Instant::now();
     let mut tracks_set = false;
@@ -71,6 +80,10 @@ pub fn run(env: &Env, stream: &str, p: Params) -> Result<(), String> {
                     1,
                 ));
             }
+            if let Some(j) = &jpeg {
+                let (w, h) = j.output_size(p.width, p.height);
+                tracks.push(Track::video(JPEG, Codec::Jpeg, Vec::new(), w, h));
+            }
             writer.set_tracks(&tracks).map_err(|e| e.to_string())?;
             tracks_set = true;
         }
@@ -83,6 +96,20 @@ pub fn run(env: &Env, stream: &str, p: Params) -> Result<(), String> {
                 data: v.data,
             })
             .map_err(|e| e.to_string())?;
+        if let Some(j) = &mut jpeg {
+            if n % jpeg_every == 0 {
+                let data = j.encode(&pic).map_err(|e| e.to_string())?;
+                writer
+                    .write(&Frame {
+                        track: JPEG,
+                        dts,
+                        cts: 0,
+                        key: true,
+                        data,
+                    })
+                    .map_err(|e| e.to_string())?;
+            }
+        }
         // Audio up to the end of this video frame.
         if let Some((aac, tone)) = &mut audio {
             let until = (dts + frame_us) as u64 * SAMPLE_RATE as u64 / 1_000_000;
