@@ -18,6 +18,13 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
     meminfo_kib(&read(&format!("/proc/{pid}/status"))?, "VmRSS:")
 }
 
+/// Blocks × block size. The statvfs fields are u32 on 32-bit boards (armv7), u64 on
+/// 64-bit ones: the casts at the call site are needed on one and no-ops on the other.
+fn bytes(blocks: u64, size: u64) -> u64 {
+    blocks.saturating_mul(size)
+}
+
+#[allow(clippy::unnecessary_cast)]
 pub fn status(config_dir: &std::path::Path, controller_uptime_s: u64) -> Value {
     let uptime = read("/proc/uptime")
         .and_then(|s| {
@@ -42,8 +49,8 @@ pub fn status(config_dir: &std::path::Path, controller_uptime_s: u64) -> Value {
     let disk = nix::sys::statvfs::statvfs(config_dir).ok().map(|s| {
         json!({
             "path": config_dir.display().to_string(),
-            "total_bytes": s.blocks() as u64 * s.fragment_size() as u64,
-            "free_bytes": s.blocks_available() as u64 * s.fragment_size() as u64,
+            "total_bytes": bytes(s.blocks() as u64, s.fragment_size() as u64),
+            "free_bytes": bytes(s.blocks_available() as u64, s.fragment_size() as u64),
         })
     });
     json!({

@@ -1,0 +1,15 @@
+//! End-to-end tests of the `brume` binary: real `brume serve` trees on free ports,
+//! real clients (ffmpeg, ffprobe, raw sockets), real crashes (SIGKILL).
+//!
+//! Run with `cargo test -p brume --test e2e -j 2 -- --test-threads=2`.
+
+mod harness;
+mod http;
+mod media;
+
+mod api;
+mod crashes;
+mod hostile;
+mod outputs;
+mod rtmp;
+mod shutdown;
