@@ -1,0 +1,194 @@
+//! Brume's hardware boundary.
+//!
+//! Everything above this crate sees cameras and microphones through two small traits,
+//! [`VideoSource`] and [`AudioSource`], so the whole pipeline runs in `cargo test` with
+//! the [`fake`] implementations (synthetic pictures and tones, with a flash and a beep
+//! at the same instants for A/V sync tests). The Linux implementations in [`v4l2`] and
+//! [`alsa_capture`] are the only code in Brume that issues V4L2 or ALSA ioctls; they
+//! are tested against the real kernel drivers (vivid, snd-aloop) under QEMU.
+
+pub mod alsa_capture;
+pub mod fake;
+pub mod v4l2;
+
+use serde::Serialize;
+use std::time::Duration;
+
+/// Errors from capture devices, with the device they concern.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The device does not exist (any more): unplugged, or the driver was unloaded.
+    #[error("{device}: device gone: {reason}")]
+    Gone { device: String, reason: String },
+    /// The device exists but cannot do what was asked.
+    #[error("{device}: {reason}")]
+    Unsupported { device: String, reason: String },
+    /// An OS call failed.
+    #[error("{device}: {op}: {source}")]
+    Os {
+        device: String,
+        op: &'static str,
+        source: std::io::Error,
+    },
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Pixel formats Brume handles.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PixelFormat {
+    /// Packed 4:2:2 YUYV.
+    Yuyv,
+    /// 4:2:0, Y plane then interleaved CbCr.
+    Nv12,
+    /// 4:2:0 planar (I420).
+    Yu12,
+    /// Motion JPEG: each frame a JPEG.
+    Mjpeg,
+    /// H.264 Annex B access units.
+    H264,
+}
+
+impl PixelFormat {
+    /// The V4L2 FourCC.
+    pub fn fourcc(self) -> u32 {
+        let b = match self {
+            PixelFormat::Yuyv => b"YUYV",
+            PixelFormat::Nv12 => b"NV12",
+            PixelFormat::Yu12 => b"YU12",
+            PixelFormat::Mjpeg => b"MJPG",
+            PixelFormat::H264 => b"H264",
+        };
+        u32::from_le_bytes(*b)
+    }
+
+    pub fn from_fourcc(f: u32) -> Option<PixelFormat> {
+        Some(match &f.to_le_bytes() {
+            b"YUYV" => PixelFormat::Yuyv,
+            b"NV12" => PixelFormat::Nv12,
+            b"YU12" => PixelFormat::Yu12,
+            b"MJPG" | b"JPEG" => PixelFormat::Mjpeg,
+            b"H264" => PixelFormat::H264,
+            _ => return None,
+        })
+    }
+
+    pub fn is_raw(self) -> bool {
+        matches!(
+            self,
+            PixelFormat::Yuyv | PixelFormat::Nv12 | PixelFormat::Yu12
+        )
+    }
+}
+
+/// A size a device offers, with its frame rates.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SizeInfo {
+    pub width: u32,
+    pub height: u32,
+    /// Frames per second offered at this size (best first).
+    pub fps: Vec<f64>,
+}
+
+/// A pixel format a device offers, with its sizes.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FormatInfo {
+    /// FourCC as text ("YUYV", "MJPG", ...).
+    pub fourcc: String,
+    /// Brume's name, if Brume can use it.
+    pub format: Option<PixelFormat>,
+    pub description: String,
+    pub sizes: Vec<SizeInfo>,
+}
+
+/// A V4L2 device.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct VideoDeviceInfo {
+    /// The device node (/dev/videoN: may change across reboots and replugs).
+    pub path: String,
+    /// Stable names (/dev/v4l/by-id/..., /dev/v4l/by-path/...): use these in configs.
+    pub stable_paths: Vec<String>,
+    pub name: String,
+    pub driver: String,
+    pub bus: String,
+    /// A capture device (camera).
+    pub capture: bool,
+    /// A memory-to-memory device (hardware codec), e.g. the Pi 4's H.264 encoder.
+    pub m2m: bool,
+    pub formats: Vec<FormatInfo>,
+}
+
+/// An ALSA capture device.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AudioDeviceInfo {
+    /// The name to configure, e.g. "hw:CARD=Loopback,DEV=1".
+    pub id: String,
+    pub card: String,
+    pub name: String,
+}
+
+/// What a video capture should deliver.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct VideoConfig {
+    /// None: the best the device offers (H.264, then MJPEG, then raw).
+    pub format: Option<PixelFormat>,
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
+}
+
+/// One captured picture.
+#[derive(Clone, Debug)]
+pub struct VideoFrame {
+    pub data: Vec<u8>,
+    /// Capture time, CLOCK_MONOTONIC microseconds (the kernel's buffer timestamp).
+    pub time_us: i64,
+    /// The driver's frame counter: gaps are dropped frames.
+    pub sequence: u32,
+}
+
+/// A camera, negotiated and streaming.
+pub trait VideoSource: Send {
+    /// What was negotiated: format, width, height, frames per second.
+    fn format(&self) -> (PixelFormat, u32, u32, u32);
+    /// The next frame; Ok(None) on timeout. `Error::Gone` when the device vanished.
+    fn next_frame(&mut self, timeout: Duration) -> Result<Option<VideoFrame>>;
+}
+
+/// What an audio capture should deliver.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AudioConfig {
+    pub rate: u32,
+    pub channels: u32,
+}
+
+/// Captured samples.
+#[derive(Clone, Debug, Default)]
+pub struct AudioChunk {
+    /// Interleaved signed 16-bit samples.
+    pub samples: Vec<i16>,
+    /// Capture time of the first sample, CLOCK_MONOTONIC microseconds.
+    pub time_us: i64,
+    /// Overruns (samples lost) recovered before this chunk.
+    pub overruns: u32,
+}
+
+/// A microphone, configured and running.
+pub trait AudioSource: Send {
+    /// The negotiated rate and channel count.
+    fn config(&self) -> AudioConfig;
+    /// Blocks for the next chunk of samples.
+    fn read(&mut self) -> Result<AudioChunk>;
+}
+
+/// CLOCK_MONOTONIC now, microseconds: the clock V4L2 buffer timestamps use.
+pub fn monotonic_us() -> i64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid timespec pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as i64 * 1_000_000 + ts.tv_nsec as i64 / 1000
+}
