@@ -8,6 +8,7 @@ mod http;
 mod media;
 
 mod api;
+mod camera;
 mod crashes;
 mod hostile;
 mod outputs;

@@ -63,6 +63,60 @@ pub enum Source {
     },
     /// RTMP publishing to rtmp://HOST:1935/live/<stream>?key=<key>.
     Rtmp { key: String },
+    /// A V4L2 camera and/or an ALSA microphone, as one stream with common timing.
+    Camera {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        video: Option<CameraVideo>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        audio: Option<CameraAudio>,
+        /// H.264 bitrate when Brume encodes (raw or MJPEG cameras).
+        #[serde(default = "default_bitrate")]
+        bitrate_kbps: u32,
+        /// JPEG track rate for raw cameras (0: none). MJPEG cameras pass theirs through.
+        #[serde(default)]
+        jpeg_fps: u32,
+    },
+}
+
+/// The camera half of a camera stream.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CameraVideo {
+    /// A stable name (/dev/v4l/by-id/..., /dev/v4l/by-path/...) survives replugging;
+    /// /dev/videoN works too. "fake:camera" is a synthetic camera with a flash every second.
+    pub device: String,
+    /// "auto" (H.264, then MJPEG, then raw), "h264", "mjpeg", "yuyv", "nv12", "yu12".
+    #[serde(default = "auto")]
+    pub format: String,
+    #[serde(default = "default_width")]
+    pub width: u32,
+    #[serde(default = "default_height")]
+    pub height: u32,
+    #[serde(default = "default_fps")]
+    pub fps: u32,
+    /// H.264 encoder for raw and MJPEG cameras: "auto" or "software".
+    #[serde(default = "auto")]
+    pub encoder: String,
+}
+
+/// The microphone half of a camera stream.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CameraAudio {
+    /// An ALSA name such as "hw:CARD=Loopback,DEV=1"; "fake:microphone" beeps with the
+    /// fake camera's flashes.
+    pub device: String,
+    #[serde(default = "default_rate")]
+    pub rate: u32,
+    #[serde(default = "one")]
+    pub channels: u32,
+}
+
+fn auto() -> String {
+    "auto".into()
+}
+fn default_rate() -> u32 {
+    48_000
 }
 
 fn one() -> u32 {
@@ -279,6 +333,85 @@ impl StreamConfig {
                 }
                 if !(20..=20_000).contains(tone_hz) {
                     return Err(field_err("source.tone_hz", "must be 20..=20000 Hz"));
+                }
+            }
+            Source::Camera {
+                video,
+                audio,
+                bitrate_kbps,
+                jpeg_fps,
+            } => {
+                if video.is_none() && audio.is_none() {
+                    return Err(field_err(
+                        "source",
+                        "a camera stream needs video, audio or both",
+                    ));
+                }
+                if !(50..=50_000).contains(bitrate_kbps) {
+                    return Err(field_err(
+                        "source.bitrate_kbps",
+                        "must be 50..=50000 kbit/s",
+                    ));
+                }
+                if let Some(v) = video {
+                    if !(v.device.starts_with("/dev/") || v.device == "fake:camera") {
+                        return Err(field_err(
+                            "source.video.device",
+                            "a /dev/... path (prefer /dev/v4l/by-id/...) or fake:camera",
+                        ));
+                    }
+                    if !["auto", "h264", "mjpeg", "yuyv", "nv12", "yu12"]
+                        .contains(&v.format.as_str())
+                    {
+                        return Err(field_err(
+                            "source.video.format",
+                            "auto, h264, mjpeg, yuyv, nv12 or yu12",
+                        ));
+                    }
+                    if !(16..=3840).contains(&v.width) || v.width % 2 != 0 {
+                        return Err(field_err(
+                            "source.video.width",
+                            "must be an even number of pixels, 16..=3840",
+                        ));
+                    }
+                    if !(16..=2160).contains(&v.height) || v.height % 2 != 0 {
+                        return Err(field_err(
+                            "source.video.height",
+                            "must be an even number of pixels, 16..=2160",
+                        ));
+                    }
+                    if !(1..=120).contains(&v.fps) {
+                        return Err(field_err(
+                            "source.video.fps",
+                            "must be 1..=120 frames per second",
+                        ));
+                    }
+                    if !["auto", "software"].contains(&v.encoder.as_str()) {
+                        return Err(field_err("source.video.encoder", "auto or software"));
+                    }
+                    if *jpeg_fps > v.fps {
+                        return Err(field_err(
+                            "source.jpeg_fps",
+                            "must be 0 (none) up to the frame rate",
+                        ));
+                    }
+                }
+                if let Some(a) = audio {
+                    if a.device.is_empty() || a.device.len() > 128 {
+                        return Err(field_err(
+                            "source.audio.device",
+                            "an ALSA device name such as hw:CARD=Loopback,DEV=1",
+                        ));
+                    }
+                    if ![8000, 16000, 22050, 24000, 32000, 44100, 48000].contains(&a.rate) {
+                        return Err(field_err(
+                            "source.audio.rate",
+                            "one of 8000, 16000, 22050, 24000, 32000, 44100, 48000",
+                        ));
+                    }
+                    if !(1..=2).contains(&a.channels) {
+                        return Err(field_err("source.audio.channels", "1 or 2"));
+                    }
                 }
             }
             Source::Rtmp { key } => {

@@ -18,6 +18,20 @@ pub enum Message {
     Demand { stream: String },
     /// A log line from another Brume process (for the API's recent logs).
     Log(String),
+    /// An input's own account of its state ("running", "device-missing", "error").
+    Status {
+        stream: String,
+        state: String,
+        error: String,
+    },
+}
+
+/// Sends an input's status (best effort: the controller may be restarting).
+pub fn send_status(to: &Path, stream: &str, state: &str, error: &str) -> std::io::Result<()> {
+    let body = serde_json::json!({ "stream": stream, "state": state, "error": error });
+    let mut payload = vec![b'S'];
+    payload.extend_from_slice(body.to_string().as_bytes());
+    send(to, &payload, None)
 }
 
 fn send(to: &Path, payload: &[u8], fd: Option<RawFd>) -> std::io::Result<()> {
@@ -85,6 +99,15 @@ pub fn recv(sock: &UnixDatagram) -> std::io::Result<Message> {
                     fd,
                     head: data[1..].to_vec(),
                 })
+            }
+            (Some(b'S'), None) => {
+                let v: serde_json::Value = serde_json::from_slice(&data[1..]).unwrap_or_default();
+                let field = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string();
+                return Ok(Message::Status {
+                    stream: field("stream"),
+                    state: field("state"),
+                    error: field("error"),
+                });
             }
             (Some(b'L'), None) => {
                 return Ok(Message::Log(

@@ -21,7 +21,10 @@ USAGE:
     brume serve [--config PATH] [--listen ADDR:PORT] [--rtmp ADDR:PORT]
         Run everything: controller, listeners, inputs. Creates PATH with a demo
         stream if it does not exist.
-    brume bench [shm|latency|fanout|all]
+    brume devices
+        List the V4L2 cameras (formats, sizes, frame rates) and ALSA capture
+        devices, as JSON.
+    brume bench [shm|latency|fanout|controller|all]
         Measure and print figures (see README).
     brume --version
 
@@ -38,6 +41,13 @@ fn main() -> ExitCode {
         "listen" => listen::main(rest),
         "input" => input::main(rest),
         "bench" => worker::bench::main(rest),
+        "devices" => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&devices()).expect("device lists serialise")
+            );
+            return ExitCode::SUCCESS;
+        }
         "--version" | "-V" | "version" => {
             println!("brume {}", env!("CARGO_PKG_VERSION"));
             return ExitCode::SUCCESS;
@@ -59,6 +69,17 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The capture devices of this machine (`brume devices`, `GET /api/v1/devices`).
+pub fn devices() -> serde_json::Value {
+    let video: Vec<_> = brume_hw::v4l2::list_devices();
+    serde_json::json!({
+        "video": video.iter().filter(|d| d.capture).collect::<Vec<_>>(),
+        "encoders": video.iter().filter(|d| d.m2m).map(|d| &d.path).collect::<Vec<_>>(),
+        "audio": brume_hw::alsa_capture::list_devices(),
+        "fake": { "video": "fake:camera", "audio": "fake:microphone" },
+    })
 }
 
 /// Finds `--name VALUE` in `args`.

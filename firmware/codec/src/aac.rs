@@ -16,6 +16,7 @@ const OUT_BUF_BYTES: usize = 8192;
 /// (no ADTS header), 1024 samples per channel each, and the AudioSpecificConfig for
 /// `Track::init`. Constant bitrate; mono or stereo.
 pub struct AacEncoder {
+    delay: u32,
     enc: Encoder,
     asc: Vec<u8>,
     channels: usize,
@@ -84,6 +85,7 @@ impl AacEncoder {
             asc,
             channels: channels as usize,
             frame_samples: info.frameLength,
+            delay: info.nDelay,
             pending: Vec::new(),
             out: vec![0; OUT_BUF_BYTES.max(info.maxOutBufBytes as usize)],
         })
@@ -92,6 +94,13 @@ impl AacEncoder {
     /// The AudioSpecificConfig (`Track::init` of an AAC track).
     pub fn asc(&self) -> &[u8] {
         &self.asc
+    }
+
+    /// The codec's delay in samples per channel (FDK's `nDelay`): the input sample a
+    /// decoder's output starts with lags the access unit's position by this much, so
+    /// timestamps are moved back by it to line audio up with video.
+    pub fn delay_samples(&self) -> u32 {
+        self.delay
     }
 
     /// Samples per channel in one access unit (1024).

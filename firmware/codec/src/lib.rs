@@ -12,6 +12,7 @@
 #![warn(missing_docs)]
 
 mod aac;
+mod convert;
 mod font;
 mod h264;
 mod jpeg;

@@ -7,6 +7,11 @@
 //! [`alsa_capture`] are the only code in Brume that issues V4L2 or ALSA ioctls; they
 //! are tested against the real kernel drivers (vivid, snd-aloop) under QEMU.
 
+// Kernel and libasound types (time_t, long, snd_pcm_sframes_t) are 32-bit on armv7
+// and 64-bit on aarch64/x86_64: casts that are no-ops on one target are needed on the
+// other.
+#![allow(clippy::unnecessary_cast)]
+
 pub mod alsa_capture;
 pub mod fake;
 pub mod v4l2;

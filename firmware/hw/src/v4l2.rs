@@ -507,11 +507,9 @@ impl Capture {
             // SAFETY: S_PARM on a capture type fills the `capture` member.
             Ok(()) => {
                 let c = unsafe { parm.parm.capture };
-                if c.numerator > 0 {
-                    (c.denominator / c.numerator).max(1)
-                } else {
-                    cfg.fps
-                }
+                c.denominator
+                    .checked_div(c.numerator)
+                    .map_or(cfg.fps, |f| f.max(1))
             }
             Err(_) => cfg.fps,
         };

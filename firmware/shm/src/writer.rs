@@ -233,6 +233,11 @@ impl Writer {
         Ok(())
     }
 
+    /// Counts frames the source lost before they reached the buffer (camera drops).
+    pub fn add_dropped(&self, n: u64) {
+        self.seg.header().dropped.fetch_add(n, Ordering::Relaxed);
+    }
+
     fn wake(&self) {
         let h = self.seg.header();
         // SeqCst pairs with the reader's SeqCst `waiters` increment followed by its

@@ -113,6 +113,7 @@ pub fn router(state: Shared) -> Router {
         .route("/api/v1/connections", get(connections))
         .route("/api/v1/system", get(system_status))
         .route("/api/v1/logs", get(logs))
+        .route("/api/v1/devices", get(devices))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such path") })
         .layer(DefaultBodyLimit::max(256 * 1024))
         .with_state(state)
@@ -282,13 +283,14 @@ fn stream_json(state: &Shared, name: &str, config: &StreamConfig) -> Value {
         }
     };
     let mut tracks = Vec::new();
-    let (mut viewers, mut frames, mut writer_pid, mut epoch) = (0, 0, None, 0);
+    let (mut viewers, mut frames, mut writer_pid, mut epoch, mut dropped) = (0, 0, None, 0, 0);
     if let Ok(mut r) = brume_shm::Reader::observe(&state.env.ns, name) {
         let _ = r.refresh_tracks();
         let s = r.status();
         viewers = s.readers;
         frames = s.frames;
         epoch = s.epoch;
+        dropped = s.dropped;
         if s.writer_alive {
             writer_pid = Some(s.writer_pid);
         }
@@ -326,6 +328,7 @@ fn stream_json(state: &Shared, name: &str, config: &StreamConfig) -> Value {
             "viewers": viewers,
             "frames": frames,
             "epoch": epoch,
+            "dropped_frames": dropped,
             "bitrate_kbps": (bitrate * 8.0 / 1000.0).round(),
         }
     })
@@ -526,6 +529,13 @@ async fn system_status(State(state): State<Shared>, _: Admin) -> Json<Value> {
         .map(|p| p.to_path_buf())
         .unwrap_or_else(|| ".".into());
     Json(system::status(&dir, state.started.elapsed().as_secs()))
+}
+
+async fn devices(_: Admin) -> ApiResult<Json<Value>> {
+    tokio::task::spawn_blocking(crate::devices)
+        .await
+        .map(Json)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }
 
 #[derive(serde::Deserialize)]

@@ -91,6 +91,9 @@ async fn run(state: Shared, sock: std::os::unix::net::UnixDatagram) -> Result<()
                 }
                 Some(crate::handoff::Message::Demand { stream }) => supervisor::demand(&state, &stream),
                 Some(crate::handoff::Message::Log(line)) => crate::logging::remember(line),
+                Some(crate::handoff::Message::Status { stream, state: st, error }) => {
+                    supervisor::reported(&state, &stream, &st, &error)
+                }
                 None => return Err("hand-over thread ended".into()),
             },
             _ = term.recv() => break,

@@ -18,6 +18,8 @@ pub struct InputState {
     pub restarts: u64,
     pub last_exit: Option<String>,
     pub last_error: Option<String>,
+    /// The input's own last report ("running", "device-missing", "error").
+    pub reported: String,
     idle_since: Option<Instant>,
     stop: Option<watch::Sender<bool>>,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -48,6 +50,16 @@ pub fn start_configured(state: &Shared) {
             start(state, &name);
         }
     }
+}
+
+/// An input reported its state.
+pub fn reported(state: &Shared, stream: &str, st: &str, error: &str) {
+    update(state, stream, |s| {
+        s.reported = st.to_string();
+        if !error.is_empty() {
+            s.last_error = Some(error.to_string());
+        }
+    });
 }
 
 /// A viewer asked for an on-demand stream.
@@ -142,6 +154,7 @@ async fn run(state: Shared, stream: String, mut stop: watch::Receiver<bool>) {
         }
     };
     let mut backoff = Backoff::default();
+    let mut device_wait = Duration::ZERO;
     loop {
         let started = Instant::now();
         let status: Option<std::process::ExitStatus> =
@@ -213,6 +226,30 @@ async fn run(state: Shared, stream: String, mut stop: watch::Receiver<bool>) {
         } else {
             tracing::error!(stream = %stream, status = %how, ran_ms = started.elapsed().as_millis() as u64, "input crashed");
         }
+        // A camera or microphone that is missing is not a crash loop: wait for it to
+        // come back, checking every few seconds, for as long as it takes.
+        let missing = state
+            .inputs
+            .lock()
+            .expect("inputs lock")
+            .get(&stream)
+            .is_some_and(|s| s.reported == "device-missing");
+        if missing {
+            device_wait =
+                (device_wait * 2).clamp(Duration::from_millis(500), Duration::from_secs(5));
+            tracing::warn!(stream = %stream, retry_ms = device_wait.as_millis() as u64, "input device missing; retrying");
+            update(&state, &stream, |s| {
+                s.pid = None;
+                s.state = "device-missing";
+                s.last_exit = Some(how.clone());
+            });
+            tokio::select! {
+                _ = tokio::time::sleep(device_wait) => {}
+                _ = stop.changed() => break,
+            }
+            continue;
+        }
+        device_wait = Duration::ZERO;
         let verdict = backoff.on_crash(Instant::now(), started.elapsed());
         let total = backoff.total;
         update(&state, &stream, |s| {

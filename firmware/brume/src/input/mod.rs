@@ -2,6 +2,7 @@
 //! stream's configured source (started by the controller, which is its angel); RTMP
 //! publishers get an input process forked by the listener for their connection.
 
+mod camera;
 pub mod rtmp;
 mod testsrc;
 
@@ -22,6 +23,11 @@ pub fn install_stop_handler() {
         libc::signal(libc::SIGTERM, on_stop as *const () as libc::sighandler_t);
         libc::signal(libc::SIGINT, on_stop as *const () as libc::sighandler_t);
     }
+}
+
+/// Tells the controller how this input is doing (shown in the API).
+pub fn report(env: &Env, stream: &str, state: &str, error: &str) {
+    let _ = crate::handoff::send_status(&env.controller_socket(), stream, state, error);
 }
 
 pub fn main(args: &[String]) -> Result<(), String> {
@@ -54,6 +60,21 @@ pub fn main(args: &[String]) -> Result<(), String> {
                 bitrate_bps: bitrate_kbps * 1000,
                 audio: *audio,
                 tone_hz: *tone_hz,
+                jpeg_fps: *jpeg_fps,
+            },
+        ),
+        Source::Camera {
+            video,
+            audio,
+            bitrate_kbps,
+            jpeg_fps,
+        } => camera::run(
+            &env,
+            stream,
+            camera::Params {
+                video: video.clone(),
+                audio: audio.clone(),
+                bitrate_bps: bitrate_kbps * 1000,
                 jpeg_fps: *jpeg_fps,
             },
         ),

@@ -1,0 +1,471 @@
+//! Camera streams: a V4L2 camera and/or an ALSA microphone as one stream.
+//!
+//! One capture thread per device sends frames to this process's writer thread.
+//! * **Video.** H.264 cameras pass through (Annex B to Brume's layout). MJPEG cameras
+//!   keep their JPEGs as a JPEG track and are decoded and encoded to H.264. Raw
+//!   cameras (YUYV, NV12, YU12) are encoded to H.264, plus JPEG at `jpeg_fps`.
+//! * **Timing.** Both devices are stamped with CLOCK_MONOTONIC: V4L2 buffer
+//!   timestamps, and for audio the read time minus what is still buffered. Stream
+//!   time is that clock minus the instant the tracks went live. Audio timestamps
+//!   follow the sample count (smooth) and are re-anchored when they drift more than
+//!   20 ms from the capture clock (sound card and system clocks differ slightly).
+//! * **Devices that vanish** (unplugged, driver unloaded) end the input with a
+//!   "device-missing" status for the controller, whose angel keeps retrying with
+//!   back-off and never declares a crash loop for it.
+
+use crate::config::{CameraAudio, CameraVideo};
+use crate::env::Env;
+use brume_codec::{AacEncoder, H264Encoder, JpegEncoder, I420};
+use brume_format::{h264, Codec, Frame, Track};
+use brume_hw::{AudioConfig, AudioSource, PixelFormat, VideoConfig, VideoSource};
+use brume_shm::{Layout, Writer};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
+use std::time::Duration;
+
+const VIDEO: u32 = 1;
+const AUDIO: u32 = 2;
+const JPEG: u32 = 3;
+/// Audio re-anchors when its sample clock and the capture clock differ by more.
+const DRIFT_US: i64 = 20_000;
+
+pub struct Params {
+    pub video: Option<CameraVideo>,
+    pub audio: Option<CameraAudio>,
+    pub bitrate_bps: u32,
+    pub jpeg_fps: u32,
+}
+
+enum Msg {
+    Track(Track),
+    /// A frame stamped with CLOCK_MONOTONIC microseconds.
+    Frame(Frame),
+    Dropped(u64),
+    /// The thread ended: None when asked to stop, else why.
+    Ended(Option<DeviceError>),
+}
+
+struct DeviceError {
+    missing: bool,
+    message: String,
+}
+
+impl From<brume_hw::Error> for DeviceError {
+    fn from(e: brume_hw::Error) -> Self {
+        DeviceError {
+            missing: matches!(e, brume_hw::Error::Gone { .. }),
+            message: e.to_string(),
+        }
+    }
+}
+
+fn other(e: impl std::fmt::Display) -> DeviceError {
+    DeviceError {
+        missing: false,
+        message: e.to_string(),
+    }
+}
+
+fn stopping() -> bool {
+    super::STOP.load(Ordering::SeqCst)
+}
+
+pub fn run(env: &Env, stream: &str, p: Params) -> Result<(), String> {
+    let (tx, rx) = mpsc::sync_channel::<Msg>(256);
+    let mut expected = 0;
+    if let Some(v) = p.video.clone() {
+        let tx = tx.clone();
+        let (bitrate, jpeg_fps) = (p.bitrate_bps, p.jpeg_fps);
+        expected += 1;
+        std::thread::spawn(move || {
+            let end = video_thread(&v, bitrate, jpeg_fps, &tx).err();
+            let _ = tx.send(Msg::Ended(end));
+        });
+    }
+    if let Some(a) = p.audio.clone() {
+        let tx = tx.clone();
+        expected += 1;
+        std::thread::spawn(move || {
+            let end = audio_thread(&a, &tx).err();
+            let _ = tx.send(Msg::Ended(end));
+        });
+    }
+    drop(tx);
+
+    let mut writer: Option<Writer> = None;
+    let mut tracks: Vec<Track> = Vec::new();
+    let mut inited = std::collections::HashSet::new();
+    let mut t0: Option<i64> = None;
+    let mut dropped = 0u64;
+    let result = loop {
+        let msg = match rx.recv_timeout(Duration::from_millis(500)) {
+            Ok(m) => m,
+            Err(mpsc::RecvTimeoutError::Timeout) if stopping() => break Ok(()),
+            Err(mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(mpsc::RecvTimeoutError::Disconnected) => break Ok(()),
+        };
+        match msg {
+            Msg::Track(t) => {
+                // The video thread announces the JPEG track with the video track.
+                if t.id != JPEG {
+                    inited.insert(t.id);
+                }
+                tracks.retain(|x| x.id != t.id);
+                tracks.push(t);
+                tracks.sort_by_key(|t| t.id);
+                if inited.len() == expected {
+                    let w = match writer.as_mut() {
+                        Some(w) => w,
+                        None => {
+                            let w = Writer::open(&env.ns, stream, Layout::default())
+                                .map_err(|e| e.to_string())?;
+                            tracing::info!(
+                                epoch = w.epoch(),
+                                tracks = tracks.len(),
+                                "camera stream live"
+                            );
+                            writer.insert(w)
+                        }
+                    };
+                    w.set_tracks(&tracks).map_err(|e| e.to_string())?;
+                    t0.get_or_insert_with(brume_hw::monotonic_us);
+                    super::report(env, stream, "running", "");
+                }
+            }
+            Msg::Frame(mut f) => {
+                let (Some(w), Some(t0)) = (writer.as_mut(), t0) else {
+                    continue; // not every track is ready yet
+                };
+                f.dts -= t0;
+                if f.dts < 0 {
+                    continue; // captured before the stream went live
+                }
+                if let Err(e) = w.write(&f) {
+                    tracing::warn!(error = %e, "frame dropped");
+                }
+            }
+            Msg::Dropped(n) => {
+                dropped += n;
+                if let Some(w) = &writer {
+                    w.add_dropped(n);
+                }
+                if dropped.is_power_of_two() {
+                    tracing::warn!(dropped, "the camera dropped frames");
+                }
+            }
+            Msg::Ended(None) => break Ok(()),
+            Msg::Ended(Some(e)) => {
+                let state = if e.missing { "device-missing" } else { "error" };
+                super::report(env, stream, state, &e.message);
+                break Err(e.message);
+            }
+        }
+    };
+    super::STOP.store(true, Ordering::SeqCst); // ends the other capture thread
+    if let Some(w) = writer {
+        if result.is_ok() {
+            w.finish();
+        }
+        // On a device error the buffer stays: the restarted input adopts it and
+        // viewers continue after a discontinuity.
+    }
+    result
+}
+
+fn open_video(v: &CameraVideo) -> Result<Box<dyn VideoSource>, DeviceError> {
+    if v.device == "fake:camera" {
+        return Ok(Box::new(brume_hw::fake::FakeCamera::new(
+            v.width,
+            v.height,
+            v.fps,
+            Duration::from_secs(1),
+        )));
+    }
+    let node = brume_hw::v4l2::resolve(&v.device)?;
+    let format = match v.format.as_str() {
+        "h264" => Some(PixelFormat::H264),
+        "mjpeg" => Some(PixelFormat::Mjpeg),
+        "yuyv" => Some(PixelFormat::Yuyv),
+        "nv12" => Some(PixelFormat::Nv12),
+        "yu12" => Some(PixelFormat::Yu12),
+        _ => None,
+    };
+    let cap = brume_hw::v4l2::Capture::open(
+        &node,
+        VideoConfig {
+            format,
+            width: v.width,
+            height: v.height,
+            fps: v.fps,
+        },
+    )?;
+    Ok(Box::new(cap))
+}
+
+fn video_thread(
+    v: &CameraVideo,
+    bitrate: u32,
+    jpeg_fps: u32,
+    tx: &mpsc::SyncSender<Msg>,
+) -> Result<(), DeviceError> {
+    let mut src = open_video(v)?;
+    let (format, w, h, fps) = src.format();
+    tracing::info!(device = %v.device, ?format, width = w, height = h, fps, "camera opened");
+    let mut enc = if format == PixelFormat::H264 {
+        None
+    } else {
+        Some(H264Encoder::new(w, h, fps, bitrate, fps).map_err(other)?)
+    };
+    let mut jpeg = if format.is_raw() && jpeg_fps > 0 {
+        Some(JpegEncoder::new(75, if w > 640 { 2 } else { 1 }).map_err(other)?)
+    } else {
+        None
+    };
+    let jpeg_every = (fps / jpeg_fps.max(1)).max(1) as u64;
+    let mut announced = false;
+    let mut passthrough_sets: Option<Vec<u8>> = None;
+    let mut last_seq: Option<u32> = None;
+    let mut n = 0u64;
+    while !stopping() {
+        let Some(frame) = src.next_frame(Duration::from_millis(500))? else {
+            continue;
+        };
+        if let Some(prev) = last_seq {
+            let gap = frame.sequence.wrapping_sub(prev).saturating_sub(1);
+            if gap > 0 && gap < 1_000_000 {
+                let _ = tx.send(Msg::Dropped(gap as u64));
+            }
+        }
+        last_seq = Some(frame.sequence);
+        let time = frame.time_us;
+        let mut jpeg_out: Option<Vec<u8>> = None;
+        let coded = match format {
+            PixelFormat::H264 => {
+                let Passthrough { data, key, avcc } = passthrough(&frame.data).map_err(other)?;
+                if let Some(a) = avcc {
+                    passthrough_sets = Some(a);
+                }
+                if passthrough_sets.is_none() || data.is_empty() {
+                    continue; // wait for the first frame with parameter sets
+                }
+                Some((data, key))
+            }
+            _ => {
+                let pic = match format {
+                    PixelFormat::Yuyv => I420::from_yuyv(w, h, &frame.data),
+                    PixelFormat::Nv12 => I420::from_nv12(w, h, &frame.data),
+                    PixelFormat::Yu12 => I420::from_yu12(w, h, &frame.data),
+                    _ => I420::from_jpeg(&frame.data),
+                };
+                let pic = match pic {
+                    Ok(p) => p,
+                    Err(e) => {
+                        // A corrupt frame (USB hiccup) costs one frame, not the stream.
+                        tracing::warn!(error = %e, "undecodable camera frame skipped");
+                        let _ = tx.send(Msg::Dropped(1));
+                        continue;
+                    }
+                };
+                if format == PixelFormat::Mjpeg {
+                    jpeg_out = Some(frame.data.clone());
+                } else if let Some(j) = &mut jpeg {
+                    if n % jpeg_every == 0 {
+                        jpeg_out = Some(j.encode(&pic).map_err(other)?);
+                    }
+                }
+                let e = enc
+                    .as_mut()
+                    .expect("an encoder exists for non-H.264 formats");
+                e.encode(&pic, false)
+                    .map_err(other)?
+                    .map(|v| (v.data, v.key))
+            }
+        };
+        n += 1;
+        if !announced {
+            let avcc = match (&passthrough_sets, &enc) {
+                (Some(a), _) => Some(a.clone()),
+                (None, Some(e)) => e.avcc().map(<[u8]>::to_vec),
+                _ => None,
+            };
+            let Some(avcc) = avcc else { continue };
+            let _ = tx.send(Msg::Track(Track::video(VIDEO, Codec::H264, avcc, w, h)));
+            if format == PixelFormat::Mjpeg {
+                let _ = tx.send(Msg::Track(Track::video(
+                    JPEG,
+                    Codec::Jpeg,
+                    Vec::new(),
+                    w,
+                    h,
+                )));
+            } else if let Some(j) = &jpeg {
+                let (jw, jh) = j.output_size(w, h);
+                let _ = tx.send(Msg::Track(Track::video(
+                    JPEG,
+                    Codec::Jpeg,
+                    Vec::new(),
+                    jw,
+                    jh,
+                )));
+            }
+            announced = true;
+        }
+        if let Some((data, key)) = coded {
+            let f = Frame {
+                track: VIDEO,
+                dts: time,
+                cts: 0,
+                key,
+                data,
+            };
+            if tx.send(Msg::Frame(f)).is_err() {
+                return Ok(());
+            }
+        }
+        if let Some(data) = jpeg_out {
+            let _ = tx.send(Msg::Frame(Frame {
+                track: JPEG,
+                dts: time,
+                cts: 0,
+                key: true,
+                data,
+            }));
+        }
+    }
+    Ok(())
+}
+
+/// An H.264 camera's access unit in Brume's layout.
+struct Passthrough {
+    /// AVCC (4-byte lengths), parameter sets and delimiters removed.
+    data: Vec<u8>,
+    key: bool,
+    /// avcC built from the SPS and PPS, if the unit carried them.
+    avcc: Option<Vec<u8>>,
+}
+
+/// Converts an H.264 camera's Annex B access unit.
+fn passthrough(annexb: &[u8]) -> Result<Passthrough, String> {
+    let nals = h264::annexb_nals(annexb);
+    let sps: Vec<&[u8]> = nals
+        .iter()
+        .copied()
+        .filter(|n| h264::nal_type(n) == h264::NAL_SPS)
+        .collect();
+    let pps: Vec<&[u8]> = nals
+        .iter()
+        .copied()
+        .filter(|n| h264::nal_type(n) == h264::NAL_PPS)
+        .collect();
+    let avcc = if !sps.is_empty() && !pps.is_empty() {
+        Some(h264::avcc_from_parameter_sets(&sps, &pps).map_err(|e| e.to_string())?)
+    } else {
+        None
+    };
+    let mut data = Vec::with_capacity(annexb.len());
+    let mut key = false;
+    for n in nals {
+        match h264::nal_type(n) {
+            h264::NAL_SPS | h264::NAL_PPS | h264::NAL_AUD => {}
+            t => {
+                key |= t == h264::NAL_IDR;
+                data.extend_from_slice(&(n.len() as u32).to_be_bytes());
+                data.extend_from_slice(n);
+            }
+        }
+    }
+    Ok(Passthrough { data, key, avcc })
+}
+
+fn open_audio(a: &CameraAudio) -> Result<Box<dyn AudioSource>, DeviceError> {
+    let cfg = AudioConfig {
+        rate: a.rate,
+        channels: a.channels,
+    };
+    if a.device == "fake:microphone" {
+        return Ok(Box::new(brume_hw::fake::FakeMicrophone::new(
+            cfg,
+            Duration::from_secs(1),
+        )));
+    }
+    Ok(Box::new(brume_hw::alsa_capture::Capture::open(
+        &a.device, cfg,
+    )?))
+}
+
+fn audio_thread(a: &CameraAudio, tx: &mpsc::SyncSender<Msg>) -> Result<(), DeviceError> {
+    let mut src = open_audio(a)?;
+    let cfg = src.config();
+    tracing::info!(device = %a.device, rate = cfg.rate, channels = cfg.channels, "microphone opened");
+    let mut aac = AacEncoder::new(cfg.rate, cfg.channels, 64_000 * cfg.channels).map_err(other)?;
+    let _ = tx.send(Msg::Track(Track::audio(
+        AUDIO,
+        Codec::Aac,
+        aac.asc().to_vec(),
+        cfg.rate,
+        cfg.channels,
+    )));
+    let rate = cfg.rate as i64;
+    let delay = aac.delay_samples() as i64;
+    let mut anchor: Option<i64> = None; // capture time of sample 0
+    let mut samples: i64 = 0; // samples per channel handed to the encoder
+    let mut aus: i64 = 0;
+    let mut overruns = 0u64;
+    while !stopping() {
+        let chunk = src.read()?;
+        if chunk.overruns > 0 {
+            overruns += chunk.overruns as u64;
+            tracing::warn!(overruns, "microphone overrun recovered");
+            // Samples were lost: the sample clock must follow the capture clock again.
+            anchor = None;
+        }
+        let expected = anchor.map(|a| a + samples * 1_000_000 / rate);
+        match expected {
+            Some(e) if (chunk.time_us - e).abs() <= DRIFT_US => {}
+            Some(e) => {
+                tracing::info!(drift_us = chunk.time_us - e, "audio clock drift corrected");
+                anchor = Some(chunk.time_us - samples * 1_000_000 / rate);
+            }
+            None => anchor = Some(chunk.time_us - samples * 1_000_000 / rate),
+        }
+        samples += (chunk.samples.len() / cfg.channels.max(1) as usize) as i64;
+        let base = anchor.expect("set above");
+        for au in aac.encode(&chunk.samples).map_err(other)? {
+            // The decoder's output for AU n starts at input sample n*1024 - delay.
+            let first = aus * 1024 - delay;
+            aus += 1;
+            let f = Frame {
+                track: AUDIO,
+                dts: base + first * 1_000_000 / rate,
+                cts: 0,
+                key: true,
+                data: au,
+            };
+            if tx.send(Msg::Frame(f)).is_err() {
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passthrough_strips_parameter_sets_and_finds_keys() {
+        let sps = [0x67, 0x42, 0xc0, 0x1e, 0xd9, 0x00, 0xa0, 0x47, 0xfe, 0xc8];
+        let pps = [0x68, 0xce, 0x3c, 0x80];
+        let idr = [0x65, 0x88, 0x84, 0x21];
+        let mut annexb = Vec::new();
+        for n in [&sps[..], &pps[..], &idr[..]] {
+            annexb.extend_from_slice(&[0, 0, 0, 1]);
+            annexb.extend_from_slice(n);
+        }
+        let p = super::passthrough(&annexb).unwrap();
+        assert!(p.key);
+        assert!(p.avcc.is_some());
+        assert_eq!(p.data, [&[0, 0, 0, 4][..], &idr[..]].concat());
+        let p = super::passthrough(&[0, 0, 1, 0x41, 0x9a, 0x00]).unwrap();
+        assert!(!p.key && p.avcc.is_none());
+    }
+}
