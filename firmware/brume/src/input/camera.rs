@@ -211,21 +211,9 @@ fn video_thread(
     let mut src = open_video(v)?;
     let (format, w, h, fps) = src.format();
     tracing::info!(device = %v.device, ?format, width = w, height = h, fps, "camera opened");
-    let mut enc = if format == PixelFormat::H264 {
-        None
-    } else {
-        Some(H264Encoder::new(w, h, fps, bitrate, fps).map_err(other)?)
-    };
-    let mut jpeg = if format.is_raw() && jpeg_fps > 0 {
-        Some(JpegEncoder::new(75, if w > 640 { 2 } else { 1 }).map_err(other)?)
-    } else {
-        None
-    };
-    let jpeg_every = (fps / jpeg_fps.max(1)).max(1) as u64;
+    let mut pipe = VideoPipeline::new(format, w, h, fps, bitrate, jpeg_fps).map_err(other)?;
     let mut announced = false;
-    let mut passthrough_sets: Option<Vec<u8>> = None;
     let mut last_seq: Option<u32> = None;
-    let mut n = 0u64;
     while !stopping() {
         let Some(frame) = src.next_frame(Duration::from_millis(500))? else {
             continue;
@@ -237,80 +225,26 @@ fn video_thread(
             }
         }
         last_seq = Some(frame.sequence);
-        let time = frame.time_us;
-        let mut jpeg_out: Option<Vec<u8>> = None;
-        let coded = match format {
-            PixelFormat::H264 => {
-                let Passthrough { data, key, avcc } = passthrough(&frame.data).map_err(other)?;
-                if let Some(a) = avcc {
-                    passthrough_sets = Some(a);
-                }
-                if passthrough_sets.is_none() || data.is_empty() {
-                    continue; // wait for the first frame with parameter sets
-                }
-                Some((data, key))
-            }
-            _ => {
-                let pic = match format {
-                    PixelFormat::Yuyv => I420::from_yuyv(w, h, &frame.data),
-                    PixelFormat::Nv12 => I420::from_nv12(w, h, &frame.data),
-                    PixelFormat::Yu12 => I420::from_yu12(w, h, &frame.data),
-                    _ => I420::from_jpeg(&frame.data),
-                };
-                let pic = match pic {
-                    Ok(p) => p,
-                    Err(e) => {
-                        // A corrupt frame (USB hiccup) costs one frame, not the stream.
-                        tracing::warn!(error = %e, "undecodable camera frame skipped");
-                        let _ = tx.send(Msg::Dropped(1));
-                        continue;
-                    }
-                };
-                if format == PixelFormat::Mjpeg {
-                    jpeg_out = Some(frame.data.clone());
-                } else if let Some(j) = &mut jpeg {
-                    if n % jpeg_every == 0 {
-                        jpeg_out = Some(j.encode(&pic).map_err(other)?);
-                    }
-                }
-                let e = enc
-                    .as_mut()
-                    .expect("an encoder exists for non-H.264 formats");
-                e.encode(&pic, false)
-                    .map_err(other)?
-                    .map(|v| (v.data, v.key))
+        let out = match pipe.process(&frame.data).map_err(other)? {
+            Ok(out) => out,
+            Err(why) => {
+                // A corrupt frame (USB hiccup) costs one frame, not the stream.
+                tracing::warn!(error = %why, "camera frame skipped");
+                let _ = tx.send(Msg::Dropped(1));
+                continue;
             }
         };
-        n += 1;
         if !announced {
-            let avcc = match (&passthrough_sets, &enc) {
-                (Some(a), _) => Some(a.clone()),
-                (None, Some(e)) => e.avcc().map(<[u8]>::to_vec),
-                _ => None,
+            let Some(tracks) = pipe.tracks() else {
+                continue;
             };
-            let Some(avcc) = avcc else { continue };
-            let _ = tx.send(Msg::Track(Track::video(VIDEO, Codec::H264, avcc, w, h)));
-            if format == PixelFormat::Mjpeg {
-                let _ = tx.send(Msg::Track(Track::video(
-                    JPEG,
-                    Codec::Jpeg,
-                    Vec::new(),
-                    w,
-                    h,
-                )));
-            } else if let Some(j) = &jpeg {
-                let (jw, jh) = j.output_size(w, h);
-                let _ = tx.send(Msg::Track(Track::video(
-                    JPEG,
-                    Codec::Jpeg,
-                    Vec::new(),
-                    jw,
-                    jh,
-                )));
+            for t in tracks {
+                let _ = tx.send(Msg::Track(t));
             }
             announced = true;
         }
-        if let Some((data, key)) = coded {
+        let time = frame.time_us;
+        if let Some((data, key)) = out.video {
             let f = Frame {
                 track: VIDEO,
                 dts: time,
@@ -322,7 +256,7 @@ fn video_thread(
                 return Ok(());
             }
         }
-        if let Some(data) = jpeg_out {
+        if let Some(data) = out.jpeg {
             let _ = tx.send(Msg::Frame(Frame {
                 track: JPEG,
                 dts: time,
@@ -333,6 +267,123 @@ fn video_thread(
         }
     }
     Ok(())
+}
+
+/// What one captured frame became.
+pub struct Processed {
+    /// H.264 in Brume's layout, and whether it is a keyframe.
+    pub video: Option<(Vec<u8>, bool)>,
+    /// A JPEG for the JPEG track.
+    pub jpeg: Option<Vec<u8>>,
+}
+
+/// The per-frame work of a camera stream: passthrough, decoding, encoding.
+pub struct VideoPipeline {
+    format: PixelFormat,
+    width: u32,
+    height: u32,
+    enc: Option<H264Encoder>,
+    jpeg: Option<JpegEncoder>,
+    jpeg_every: u64,
+    /// avcC of an H.264 camera, once seen.
+    sets: Option<Vec<u8>>,
+    n: u64,
+}
+
+impl VideoPipeline {
+    pub fn new(
+        format: PixelFormat,
+        width: u32,
+        height: u32,
+        fps: u32,
+        bitrate: u32,
+        jpeg_fps: u32,
+    ) -> Result<VideoPipeline, String> {
+        let enc = if format == PixelFormat::H264 {
+            None
+        } else {
+            Some(H264Encoder::new(width, height, fps, bitrate, fps).map_err(|e| e.to_string())?)
+        };
+        let jpeg = if format.is_raw() && jpeg_fps > 0 {
+            Some(JpegEncoder::new(75, if width > 640 { 2 } else { 1 }).map_err(|e| e.to_string())?)
+        } else {
+            None
+        };
+        Ok(VideoPipeline {
+            format,
+            width,
+            height,
+            enc,
+            jpeg,
+            jpeg_every: (fps / jpeg_fps.max(1)).max(1) as u64,
+            sets: None,
+            n: 0,
+        })
+    }
+
+    /// Processes one captured frame. The outer error is fatal (the encoder failed);
+    /// the inner one means this frame was unusable and is skipped.
+    #[allow(clippy::type_complexity)]
+    pub fn process(&mut self, data: &[u8]) -> Result<Result<Processed, String>, String> {
+        if self.format == PixelFormat::H264 {
+            let p = match passthrough(data) {
+                Ok(p) => p,
+                Err(e) => return Ok(Err(e)),
+            };
+            if let Some(a) = p.avcc {
+                self.sets = Some(a);
+            }
+            let video = (self.sets.is_some() && !p.data.is_empty()).then_some((p.data, p.key));
+            return Ok(Ok(Processed { video, jpeg: None }));
+        }
+        let (w, h) = (self.width, self.height);
+        let pic = match self.format {
+            PixelFormat::Yuyv => I420::from_yuyv(w, h, data),
+            PixelFormat::Nv12 => I420::from_nv12(w, h, data),
+            PixelFormat::Yu12 => I420::from_yu12(w, h, data),
+            _ => I420::from_jpeg(data),
+        };
+        let pic = match pic {
+            Ok(p) => p,
+            Err(e) => return Ok(Err(e.to_string())),
+        };
+        let mut jpeg = None;
+        if self.format == PixelFormat::Mjpeg {
+            jpeg = Some(data.to_vec());
+        } else if let Some(j) = &mut self.jpeg {
+            if self.n % self.jpeg_every == 0 {
+                jpeg = Some(j.encode(&pic).map_err(|e| e.to_string())?);
+            }
+        }
+        self.n += 1;
+        let enc = self
+            .enc
+            .as_mut()
+            .expect("an encoder exists for non-H.264 formats");
+        let video = enc
+            .encode(&pic, false)
+            .map_err(|e| e.to_string())?
+            .map(|v| (v.data, v.key));
+        Ok(Ok(Processed { video, jpeg }))
+    }
+
+    /// The stream's video tracks, once the H.264 parameter sets are known.
+    pub fn tracks(&self) -> Option<Vec<Track>> {
+        let avcc = match (&self.sets, &self.enc) {
+            (Some(a), _) => a.clone(),
+            (None, Some(e)) => e.avcc()?.to_vec(),
+            _ => return None,
+        };
+        let (w, h) = (self.width, self.height);
+        let mut tracks = vec![Track::video(VIDEO, Codec::H264, avcc, w, h)];
+        if self.format == PixelFormat::Mjpeg {
+            tracks.push(Track::video(JPEG, Codec::Jpeg, Vec::new(), w, h));
+        } else if let Some(j) = &self.jpeg {
+            let (jw, jh) = j.output_size(w, h);
+            tracks.push(Track::video(JPEG, Codec::Jpeg, Vec::new(), jw, jh));
+        }
+        Some(tracks)
+    }
 }
 
 /// An H.264 camera's access unit in Brume's layout.

@@ -2,7 +2,7 @@
 //! stream's configured source (started by the controller, which is its angel); RTMP
 //! publishers get an input process forked by the listener for their connection.
 
-mod camera;
+pub mod camera;
 pub mod rtmp;
 mod testsrc;
 

@@ -9,6 +9,9 @@
 //! * `fanout`: 1, 10 and 100 viewers of a 4 Mbit/s stream over HTTP-TS: CPU per viewer
 //!   (listener + workers) and per-worker memory (USS and PSS from smaps_rollup).
 //! * `controller`: the controller's resident memory.
+//! * `capture`: CPU per captured stream (the camera pipeline's per-frame work) for
+//!   H.264 passthrough, MJPEG (passthrough + decode + H.264 encode) and raw YUYV
+//!   (H.264 encode), at 640x480@30 and 1280x720@30.
 
 use brume_format::{Codec, Frame, Track};
 use brume_shm::{Layout, Namespace, Read, Reader, Writer};
@@ -50,6 +53,9 @@ pub fn main(args: &[String]) -> Result<(), String> {
     }
     if all || what == "controller" {
         bench_controller()?;
+    }
+    if all || what == "capture" {
+        bench_capture()?;
     }
     Ok(())
 }
@@ -513,5 +519,89 @@ fn bench_controller() -> Result<(), String> {
     unsafe { libc::kill(serve.id() as i32, libc::SIGTERM) };
     let _ = serve.wait();
     cleanup(&ns, &dir);
+    Ok(())
+}
+
+/// CPU time of the calling thread, nanoseconds.
+fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid timespec pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+fn bench_capture() -> Result<(), String> {
+    use crate::input::camera::VideoPipeline;
+    use brume_codec::{H264Encoder, JpegEncoder, TestPattern, I420};
+    use brume_hw::PixelFormat;
+    for (w, h) in [(640u32, 480u32), (1280, 720)] {
+        // 30 different camera frames of each kind, made from a moving test picture.
+        let mut pattern = TestPattern::new(w, h);
+        let mut yuyv = Vec::new();
+        let mut mjpeg = Vec::new();
+        let mut annexb = Vec::new();
+        let mut jpeg = JpegEncoder::new(80, 1).map_err(|e| e.to_string())?;
+        let mut enc = H264Encoder::new(w, h, 30, 2_000_000, 30).map_err(|e| e.to_string())?;
+        for n in 0..30u64 {
+            let mut pic = I420::new(w, h);
+            pattern.render(n, &["12:00:00.000", "camera"], &mut pic);
+            let mut packed = Vec::with_capacity((w * h * 2) as usize);
+            let cw = (w / 2) as usize;
+            for y in 0..h as usize {
+                for x in (0..w as usize).step_by(2) {
+                    let c = (y / 2) * cw + x / 2;
+                    packed.extend_from_slice(&[
+                        pic.y[y * w as usize + x],
+                        pic.u[c],
+                        pic.y[y * w as usize + x + 1],
+                        pic.v[c],
+                    ]);
+                }
+            }
+            yuyv.push(packed);
+            mjpeg.push(jpeg.encode(&pic).map_err(|e| e.to_string())?);
+            if let Some(v) = enc.encode(&pic, false).map_err(|e| e.to_string())? {
+                let cfg = brume_format::h264::parse_avcc(enc.avcc().ok_or("avcC")?)
+                    .map_err(|e| e.to_string())?;
+                let mut au = Vec::new();
+                if v.key {
+                    for ps in cfg.sps.iter().chain(&cfg.pps) {
+                        au.extend_from_slice(&[0, 0, 0, 1]);
+                        au.extend_from_slice(ps);
+                    }
+                }
+                brume_format::h264::avcc_to_annexb(&v.data, &mut au).map_err(|e| e.to_string())?;
+                annexb.push(au);
+            }
+        }
+        for (label, format, frames) in [
+            ("H.264 passthrough", PixelFormat::H264, &annexb),
+            (
+                "MJPEG passthrough + H.264 encode",
+                PixelFormat::Mjpeg,
+                &mjpeg,
+            ),
+            ("YUYV software H.264 encode", PixelFormat::Yuyv, &yuyv),
+        ] {
+            let mut pipe = VideoPipeline::new(format, w, h, 30, 2_000_000, 0)?;
+            let frames_done = 90;
+            let t0 = thread_cpu_ns();
+            for i in 0..frames_done {
+                match pipe.process(&frames[i % frames.len()])? {
+                    Ok(_) => {}
+                    Err(e) => return Err(format!("{label}: {e}")),
+                }
+            }
+            let cpu_ms = (thread_cpu_ns() - t0) as f64 / 1e6;
+            let per_second = cpu_ms / (frames_done as f64 / 30.0);
+            println!(
+                "capture {label}, {w}x{h}@30: {per_second:.2} ms CPU per second ({:.2}% of one core)",
+                per_second / 10.0
+            );
+        }
+    }
     Ok(())
 }
