@@ -240,12 +240,15 @@ impl Synthetic {
     }
 }
 
+/// A loopback port nobody listens on right now.
+fn free_port() -> Result<u16, String> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    Ok(l.local_addr().map_err(|e| e.to_string())?.port())
+}
+
 /// Starts the real listener (the connections' angel) for the benchmark namespace.
 fn start_listener(ns: &Namespace, dir: &std::path::Path) -> Result<(Child, u16), String> {
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-        l.local_addr().map_err(|e| e.to_string())?.port()
-    };
+    let port = free_port()?;
     let config = dir.join("brume.json");
     std::fs::write(&config, br#"{"streams":{}}"#).map_err(|e| e.to_string())?;
     let child = Command::new(std::env::current_exe().map_err(|e| e.to_string())?)
@@ -464,10 +467,7 @@ fn bench_fanout(viewers: usize) -> Result<(), String> {
 
 fn bench_controller() -> Result<(), String> {
     let (ns, dir) = scratch("ctl");
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-        l.local_addr().map_err(|e| e.to_string())?.port()
-    };
+    let port = free_port()?;
     let config = dir.join("brume.json");
     std::fs::write(
         &config,
