@@ -14,3 +14,4 @@ mod hostile;
 mod outputs;
 mod rtmp;
 mod shutdown;
+mod ui_api;

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 
 pub const CONFIG: &str = "BRUME_CONFIG";
 pub const RUN_DIR: &str = "BRUME_RUN_DIR";
+/// The RTMP listen address given to `serve` (for the publish URLs the UI shows).
+pub const RTMP_LISTEN: &str = "BRUME_RTMP_LISTEN";
 
 #[derive(Clone, Debug)]
 pub struct Env {

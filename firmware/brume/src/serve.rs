@@ -32,9 +32,7 @@ pub fn main(args: &[String]) -> Result<(), String> {
     let config_path = std::path::absolute(&config_path).map_err(|e| e.to_string())?;
 
     let mut config = Config::load_or_create(&config_path).map_err(|e| e.to_string())?;
-    if let Some(generated) = crate::controller::auth::ensure_admin(&mut config)? {
-        println!("Generated admin password (shown once): {generated}");
-    }
+    let has_password = crate::controller::auth::ensure_admin(&mut config)?;
     config.save(&config_path).map_err(|e| e.to_string())?;
 
     let run_dir = std::env::var_os(env::RUN_DIR)
@@ -43,6 +41,7 @@ pub fn main(args: &[String]) -> Result<(), String> {
     std::fs::create_dir_all(&run_dir).map_err(|e| format!("{}: {e}", run_dir.display()))?;
     std::env::set_var(env::CONFIG, &config_path);
     std::env::set_var(env::RUN_DIR, &run_dir);
+    std::env::set_var(env::RTMP_LISTEN, &rtmp);
     let env = Env::from_env();
 
     // Leftovers of a previous run that was killed outright.
@@ -56,6 +55,9 @@ pub fn main(args: &[String]) -> Result<(), String> {
 
     let host = listen.replace("0.0.0.0", "localhost");
     println!("Brume is running. Open http://{host}/ (API: http://{host}/api/v1/)");
+    if !has_password {
+        println!("Open http://{host}/ to set the admin password");
+    }
     for name in config.streams.keys() {
         println!("  {name}: http://{host}/hls/{name}/index.m3u8  http://{host}/{name}.mp4  http://{host}/{name}.ts");
     }

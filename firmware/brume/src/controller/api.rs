@@ -1,11 +1,11 @@
 //! The HTTP JSON API under `/api/v1/` (axum), served on connections the listener
 //! hands over. Errors are `{"error": "...", "field": "..."}` with a 4xx/5xx status.
 
-use super::{supervisor, system, Shared};
+use super::{supervisor, system, ui, Shared};
 use crate::config::{Config, FieldError, StreamConfig};
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, State};
 use axum::http::{header, request::Parts, HeaderMap, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use serde_json::{json, Value};
@@ -101,15 +101,19 @@ fn token_from(headers: &HeaderMap) -> Option<String> {
 
 pub fn router(state: Shared) -> Router {
     Router::new()
-        .route("/", get(index))
+        .route("/", get(ui::index))
+        .route("/ui/{*path}", get(ui::file))
+        .route("/api/v1/setup", get(setup_status).post(setup))
         .route("/api/v1/login", post(login))
         .route("/api/v1/logout", post(logout))
+        .route("/api/v1/config", get(get_config).put(put_config))
         .route("/api/v1/streams", get(list_streams).post(create_stream))
         .route(
             "/api/v1/streams/{name}",
             get(get_stream).put(put_stream).delete(delete_stream),
         )
         .route("/api/v1/streams/{name}/restart", post(restart_stream))
+        .route("/api/v1/streams/{name}/snapshot", get(snapshot))
         .route("/api/v1/connections", get(connections))
         .route("/api/v1/system", get(system_status))
         .route("/api/v1/logs", get(logs))
@@ -204,24 +208,62 @@ fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
     })
 }
 
-async fn index(State(state): State<Shared>) -> Html<String> {
-    let names: Vec<String> = state
-        .config
-        .lock()
-        .expect("config lock")
-        .streams
-        .keys()
-        .cloned()
-        .collect();
-    let mut rows = String::new();
-    for n in names {
-        rows.push_str(&format!(
-            "<li><b>{n}</b>: <a href=\"/hls/{n}/index.m3u8\">HLS</a> · <a href=\"/{n}.mp4\">MP4</a> · <a href=\"/{n}.ts\">TS</a></li>"
-        ));
+fn session_cookie(token: &str) -> String {
+    format!("{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/")
+}
+
+/// Logged in: the token in the body (for scripts) and as the session cookie (for the UI).
+fn logged_in(token: String) -> Response {
+    (
+        [(header::SET_COOKIE, session_cookie(&token))],
+        Json(json!({ "token": token })),
+    )
+        .into_response()
+}
+
+/// First run: whether the admin password still has to be chosen. Open to everyone,
+/// as is the UI that asks it.
+async fn setup_status(State(state): State<Shared>) -> Json<Value> {
+    Json(json!({ "needs_password": !state.auth.has_password() }))
+}
+
+/// First run: sets the admin password (only while none exists) and logs in.
+async fn setup(State(state): State<Shared>, body: axum::body::Bytes) -> ApiResult<Response> {
+    #[derive(serde::Deserialize)]
+    struct Setup {
+        password: String,
     }
-    Html(format!(
-        "<!doctype html><meta charset=utf-8><meta name=viewport content=\"width=device-width\"><title>Brume</title><h1>Brume</h1><ul>{rows}</ul><p>API: <code>/api/v1/</code></p>"
-    ))
+    let already = || {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "the admin password is already set; log in instead",
+        )
+    };
+    if state.auth.has_password() {
+        return Err(already());
+    }
+    let req: Setup = parse_body(&body)?;
+    super::auth::check_new_password(&req.password).map_err(|m| ApiError {
+        status: StatusCode::UNPROCESSABLE_ENTITY,
+        error: m,
+        field: Some("password".into()),
+    })?;
+    let hash = tokio::task::spawn_blocking(move || super::auth::hash_password(&req.password))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    let h = hash.clone();
+    change_config(&state, move |c| {
+        if c.admin.password_hash.is_some() {
+            return Err(already());
+        }
+        c.admin.password_hash = Some(h);
+        Ok(())
+    })
+    .await?;
+    let token = state.auth.set_first_password(hash).ok_or_else(already)?;
+    tracing::info!("admin password set on first run");
+    Ok(logged_in(token))
 }
 
 async fn login(
@@ -240,14 +282,11 @@ async fn login(
         .await
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     match result {
-        Ok(token) => {
-            let cookie = format!("{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/");
-            Ok((
-                [(header::SET_COOKIE, cookie)],
-                Json(json!({ "token": token })),
-            )
-                .into_response())
-        }
+        Ok(token) => Ok(logged_in(token)),
+        Err(super::auth::LoginError::NoPassword) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "no admin password yet: set one first (POST /api/v1/setup)",
+        )),
         Err(super::auth::LoginError::Wrong) => {
             tracing::warn!(peer = %ip, "failed admin login");
             Err(ApiError::new(StatusCode::UNAUTHORIZED, "wrong password"))
@@ -261,11 +300,25 @@ async fn login(
     }
 }
 
-async fn logout(State(state): State<Shared>, headers: HeaderMap) -> StatusCode {
+async fn logout(State(state): State<Shared>, headers: HeaderMap) -> Response {
     if let Some(t) = token_from(&headers) {
         state.auth.logout(&t);
     }
-    StatusCode::NO_CONTENT
+    let expired = format!("{SESSION_COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
+    (StatusCode::NO_CONTENT, [(header::SET_COOKIE, expired)]).into_response()
+}
+
+/// The codec parameter string of a track for MIME types (`avc1.64001f`, `mp4a.40.2`):
+/// what a browser's MediaSource needs to know before the first byte.
+fn codec_string(t: &brume_format::Track) -> Option<String> {
+    use brume_format::{aac, h264, Codec};
+    match t.codec {
+        Codec::H264 => h264::parse_avcc(&t.init)
+            .ok()
+            .map(|c| h264::codec_string(&c)),
+        Codec::Aac => aac::parse_asc(&t.init).ok().map(|a| aac::codec_string(&a)),
+        _ => None,
+    }
 }
 
 fn stream_json(state: &Shared, name: &str, config: &StreamConfig) -> Value {
@@ -298,6 +351,7 @@ fn stream_json(state: &Shared, name: &str, config: &StreamConfig) -> Value {
             tracks.push(json!({
                 "id": t.id, "codec": t.codec, "width": t.width, "height": t.height,
                 "sample_rate": t.sample_rate, "channels": t.channels,
+                "codec_string": codec_string(t),
             }));
         }
         if s.writer_alive && !s.ended && !tracks.is_empty() && st != "failed" {
@@ -434,6 +488,39 @@ async fn create_stream(
         .into_response())
 }
 
+/// The configuration as exported: everything but the admin password's hash.
+fn exported(config: &Config) -> Value {
+    let mut v = serde_json::to_value(config).expect("config always serialises");
+    if let Some(o) = v.as_object_mut() {
+        o.remove("admin");
+    }
+    v
+}
+
+async fn get_config(State(state): State<Shared>, _: Admin) -> Json<Value> {
+    let config = state.config.lock().expect("config lock").clone();
+    Json(exported(&config))
+}
+
+/// Replaces the whole configuration (an import). Validated as a whole; the admin
+/// password stays what it is, whatever the body says about it.
+async fn put_config(
+    State(state): State<Shared>,
+    _: Admin,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<Value>> {
+    let new: Config = parse_body(&body)?;
+    let config = change_config(&state, move |c| {
+        let admin = c.admin.clone();
+        *c = new;
+        c.admin = admin;
+        Ok(())
+    })
+    .await?;
+    tracing::info!(streams = config.streams.len(), "configuration imported");
+    Ok(Json(exported(&config)))
+}
+
 /// Config validation names fields from the root ("streams.x.source.width"); for a
 /// single-stream call, report them relative to the request body ("source.width").
 fn prefix_field(mut e: ApiError, name: &str) -> ApiError {
@@ -506,6 +593,67 @@ async fn restart_stream(
     Ok(Json(stream_json(&state, &name, s)))
 }
 
+/// The newest JPEG picture of a running stream, read straight from its buffer: the
+/// UI's thumbnails. Unlike `/<name>.jpg` it never wakes an on-demand stream, does not
+/// count as a viewer, and (like every controller answer) closes the connection, so the
+/// browser never reuses a media worker's connection for its API calls.
+async fn snapshot(
+    State(state): State<Shared>,
+    _: Admin,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
+    if !state
+        .config
+        .lock()
+        .expect("config lock")
+        .streams
+        .contains_key(&name)
+    {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no stream named {name:?}"),
+        ));
+    }
+    let Ok(mut reader) = brume_shm::Reader::observe(&state.env.ns, &name) else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the stream is not running",
+        ));
+    };
+    let _ = reader.refresh_tracks();
+    let Some(track) = reader
+        .tracks()
+        .iter()
+        .find(|t| t.codec == brume_format::Codec::Jpeg)
+        .map(|t| t.id)
+    else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("stream {name:?} has no JPEG track"),
+        ));
+    };
+    // The last picture since the newest keyframe still in the ring (a few frames).
+    let picture = reader.keyframes().iter().rev().find_map(|k| {
+        reader
+            .frames_between(track, k.dts, i64::MAX)
+            .and_then(|f| f.into_iter().last())
+    });
+    match picture {
+        Some(f) => Ok((
+            [
+                (header::CONTENT_TYPE, "image/jpeg"),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            f.data,
+        )
+            .into_response()),
+        None => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no picture yet",
+        )),
+    }
+}
+
 async fn connections(State(state): State<Shared>, _: Admin) -> Json<Value> {
     let list: Vec<Value> = brume_shm::ConnTable::open(&state.env.ns)
         .map(|t| t.list())
@@ -528,7 +676,14 @@ async fn system_status(State(state): State<Shared>, _: Admin) -> Json<Value> {
         .parent()
         .map(|p| p.to_path_buf())
         .unwrap_or_else(|| ".".into());
-    Json(system::status(&dir, state.started.elapsed().as_secs()))
+    let mut v = system::status(&dir, state.started.elapsed().as_secs());
+    // The port publishers push to (None when RTMP is off or the address is unknown).
+    let rtmp_port = std::env::var(crate::env::RTMP_LISTEN)
+        .ok()
+        .and_then(|a| a.parse::<SocketAddr>().ok())
+        .map(|a| a.port());
+    v["rtmp_port"] = json!(rtmp_port);
+    Json(v)
 }
 
 async fn devices(_: Admin) -> ApiResult<Json<Value>> {

@@ -39,18 +39,36 @@ pub fn verify_password(hash: &str, password: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// First run: sets the admin password from `BRUME_ADMIN_PASSWORD`, or generates one.
-/// Returns the generated password (to show once), None if nothing was generated.
-pub fn ensure_admin(config: &mut Config) -> Result<Option<String>, String> {
+/// Shortest admin password accepted on first run.
+pub const MIN_PASSWORD_LEN: usize = 8;
+
+/// First run: sets the admin password from `BRUME_ADMIN_PASSWORD` if it is set.
+/// Returns whether an admin password exists afterwards; without one, the first visit
+/// to the web UI sets it (`POST /api/v1/setup`).
+pub fn ensure_admin(config: &mut Config) -> Result<bool, String> {
     if config.admin.password_hash.is_some() {
-        return Ok(None);
+        return Ok(true);
     }
-    let (password, generated) = match std::env::var(PASSWORD_ENV) {
-        Ok(p) if !p.is_empty() => (p, false),
-        _ => (random_text(16), true),
-    };
-    config.admin.password_hash = Some(hash_password(&password)?);
-    Ok(generated.then_some(password))
+    match std::env::var(PASSWORD_ENV) {
+        Ok(p) if !p.is_empty() => {
+            config.admin.password_hash = Some(hash_password(&p)?);
+            Ok(true)
+        }
+        _ => Ok(false),
+    }
+}
+
+/// Checks a new admin password; the message is for the person choosing it.
+pub fn check_new_password(password: &str) -> Result<(), String> {
+    if password.chars().count() < MIN_PASSWORD_LEN {
+        return Err(format!(
+            "the password needs at least {MIN_PASSWORD_LEN} characters"
+        ));
+    }
+    if password.len() > 1024 {
+        return Err("the password is longer than 1024 bytes".into());
+    }
+    Ok(())
 }
 
 fn random_text(n: usize) -> String {
@@ -66,6 +84,8 @@ fn random_text(n: usize) -> String {
 #[derive(Debug, PartialEq, Eq)]
 pub enum LoginError {
     Wrong,
+    /// No admin password exists yet (first run): set one first.
+    NoPassword,
     /// Too many failures from this address; retry after this many seconds.
     Limited(u64),
 }
@@ -96,8 +116,10 @@ impl Auth {
                 return Err(LoginError::Limited(wait));
             }
         }
-        let hash = self.hash.lock().expect("hash lock").clone();
-        let ok = hash.is_some_and(|h| verify_password(&h, password));
+        let Some(hash) = self.hash.lock().expect("hash lock").clone() else {
+            return Err(LoginError::NoPassword);
+        };
+        let ok = verify_password(&hash, password);
         if !ok {
             self.failures
                 .lock()
@@ -107,11 +129,32 @@ impl Auth {
                 .push(Instant::now());
             return Err(LoginError::Wrong);
         }
+        Ok(self.new_session())
+    }
+
+    pub fn has_password(&self) -> bool {
+        self.hash.lock().expect("hash lock").is_some()
+    }
+
+    /// Installs the first admin password's hash (after the configuration holding it
+    /// was saved) and opens a session. Refused when a password exists.
+    pub fn set_first_password(&self, hash: String) -> Option<String> {
+        {
+            let mut h = self.hash.lock().expect("hash lock");
+            if h.is_some() {
+                return None;
+            }
+            *h = Some(hash);
+        }
+        Some(self.new_session())
+    }
+
+    fn new_session(&self) -> String {
         let token = random_text(32);
         let mut s = self.sessions.lock().expect("sessions lock");
         s.retain(|_, t| t.elapsed() < SESSION_LIFETIME);
         s.insert(token.clone(), Instant::now());
-        Ok(token)
+        token
     }
 
     pub fn check(&self, token: &str) -> bool {
@@ -153,5 +196,44 @@ mod tests {
         assert!(auth.check(&token));
         auth.logout(&token);
         assert!(!auth.check(&token));
+    }
+
+    #[test]
+    fn first_password_is_set_once() {
+        let auth = Auth::new(None);
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        assert!(!auth.has_password());
+        assert_eq!(auth.login(a, "anything"), Err(LoginError::NoPassword));
+        let token = auth
+            .set_first_password(hash_password("first-password").unwrap())
+            .expect("no password yet");
+        assert!(auth.check(&token));
+        assert!(auth.has_password());
+        assert!(auth
+            .set_first_password(hash_password("second-password").unwrap())
+            .is_none());
+        assert!(auth.login(a, "first-password").is_ok());
+        assert_eq!(auth.login(a, "second-password"), Err(LoginError::Wrong));
+    }
+
+    #[test]
+    fn new_passwords_need_eight_characters() {
+        assert!(check_new_password("1234567").is_err());
+        assert!(check_new_password("12345678").is_ok());
+        assert!(check_new_password(&"x".repeat(2000)).is_err());
+    }
+
+    #[test]
+    fn ensure_admin_leaves_the_password_to_the_first_visit() {
+        let mut c = Config::default();
+        let had = c.admin.password_hash.clone();
+        // Whether the variable is set depends on the caller's environment; either way
+        // nothing is generated behind the user's back.
+        let set = ensure_admin(&mut c).unwrap();
+        assert_eq!(set, c.admin.password_hash.is_some());
+        if std::env::var(PASSWORD_ENV).map_or(true, |p| p.is_empty()) {
+            assert_eq!(c.admin.password_hash, had);
+            assert!(!set);
+        }
     }
 }

@@ -6,6 +6,7 @@ mod api;
 pub mod auth;
 mod supervisor;
 mod system;
+mod ui;
 
 use crate::config::Config;
 use crate::env::Env;

@@ -10,6 +10,8 @@ pub struct Request {
     pub path: String,
     pub minor_version: u8,
     pub headers: Vec<(String, String)>,
+    /// The request head exactly as received (to hand the connection on).
+    pub raw: Vec<u8>,
 }
 
 impl Request {
@@ -55,6 +57,7 @@ pub fn read_request(sock: &mut impl Read, buf: &mut Vec<u8>) -> std::io::Result<
                             )
                         })
                         .collect(),
+                    raw: buf[..n].to_vec(),
                 };
                 buf.drain(..n);
                 return Ok(Some(r));

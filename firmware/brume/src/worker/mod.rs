@@ -114,6 +114,25 @@ fn serve(env: &Env, conn: &mut Conn, resume: bool) -> std::io::Result<()> {
         let Some(req) = http::read_request(&mut conn.sock, &mut conn.buf)? else {
             return Ok(()); // client closed between requests
         };
+        if !is_media_path(&req.path) {
+            // A keep-alive client (a browser) reused this connection for the API or
+            // the UI: the controller serves those, so it gets the connection.
+            let mut bytes = req.raw.clone();
+            bytes.extend_from_slice(&conn.buf);
+            use std::os::fd::AsRawFd;
+            let sent = crate::handoff::send_connection(
+                &env.controller_socket(),
+                conn.sock.as_raw_fd(),
+                &bytes,
+            );
+            if sent.is_err() {
+                conn.respond(Response::error(
+                    503,
+                    "the controller is restarting; try again",
+                ))?;
+            }
+            return Ok(());
+        }
         let keep_alive = req.keep_alive();
         let done = handle(env, conn, &req)?;
         if done || !keep_alive {

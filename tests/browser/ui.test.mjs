@@ -1,0 +1,468 @@
+// Brume's web UI in a real browser: Debian's Chromium, driven by playwright-core,
+// against a real `brume serve` (BRUME_BIN, default target/debug/brume) on loopback with
+// a fresh configuration. One run walks what a new owner does: first-run password,
+// log out and in, create a synthetic stream and an RTMP one, see the live thumbnail,
+// watch the stream in the page (the video advances and paints a real picture), make a
+// mistake in the editor and read the error next to the field, export the
+// configuration, try a bad import, and check the phone layout.
+//
+// Screenshots go to tests/out/. The last line is "N passed, M failed"; the exit code
+// is non-zero when anything failed.
+
+import { chromium } from 'playwright-core';
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const repo = path.resolve(here, '../..');
+const BIN = process.env.BRUME_BIN || path.join(repo, 'target/debug/brume');
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const OUT = path.join(repo, 'tests/out');
+const PASSWORD = 'browser-admin-pw';
+const LIMIT_MS = 240_000;
+
+const results = [];
+const consoleErrors = [];
+let server = null;
+let context = null;
+let tmp = null;
+let userDir = null;
+let page = null;
+const prefix = `brumebrowser${process.pid}`;
+
+function log(msg) {
+  process.stdout.write(`${msg}\n`);
+}
+
+async function step(name, fn) {
+  const t0 = Date.now();
+  try {
+    await fn();
+    results.push({ name, ok: true });
+    log(`ok   ${name} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+    return true;
+  } catch (e) {
+    results.push({ name, ok: false, error: e });
+    log(`FAIL ${name}: ${e && e.stack ? e.stack.split('\n').slice(0, 4).join('\n     ') : e}`);
+    if (page) {
+      const text = await page.evaluate(() => document.querySelector('main')?.innerText || '').catch((x) => `(no page: ${x.message})`);
+      log(`     page ${page.url()} shows: ${text.replace(/\s+/g, ' ').slice(0, 300)}`);
+    }
+    return false;
+  }
+}
+
+function check(cond, msg) {
+  if (!cond) throw new Error(msg);
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.on('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function waitFor(what, timeoutMs, f) {
+  const end = Date.now() + timeoutMs;
+  let last;
+  for (;;) {
+    try {
+      const v = await f();
+      if (v) return v;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${last.message}` : ''}`);
+    await sleep(200);
+  }
+}
+
+async function startServer() {
+  check(fs.existsSync(BIN), `${BIN} is missing: build it (cargo build -p brume) or set BRUME_BIN`);
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'brume-browser-'));
+  const config = path.join(tmp, 'brume.json');
+  fs.writeFileSync(config, '{"streams":{}}\n');
+  const httpPort = await freePort();
+  const rtmpPort = await freePort();
+  const env = { ...process.env, BRUME_SHM_PREFIX: prefix };
+  for (const k of ['BRUME_ADMIN_PASSWORD', 'BRUME_CONFIG', 'BRUME_RUN_DIR', 'BRUME_SHM_DIR']) delete env[k];
+  const logFile = path.join(tmp, 'serve.log');
+  const out = fs.openSync(logFile, 'a');
+  const child = spawn(BIN, ['serve', '--config', config, '--listen', `127.0.0.1:${httpPort}`, '--rtmp', `127.0.0.1:${rtmpPort}`], {
+    env,
+    stdio: ['ignore', out, out],
+  });
+  fs.closeSync(out);
+  server = { child, httpPort, rtmpPort, logFile, base: `http://127.0.0.1:${httpPort}`, exited: null };
+  child.on('exit', (code, sig) => {
+    server.exited = sig || code;
+  });
+  await waitFor('the HTTP port to answer', 30_000, async () => {
+    check(server.exited === null, `brume serve exited (${server.exited}):\n${serverLog()}`);
+    const r = await fetch(`${server.base}/api/v1/setup`);
+    return r.status === 200;
+  });
+}
+
+function serverLog() {
+  try {
+    return fs.readFileSync(server.logFile, 'utf8');
+  } catch (e) {
+    return '';
+  }
+}
+
+async function stopServer() {
+  if (server && server.exited === null) {
+    server.child.kill('SIGTERM');
+    const end = Date.now() + 10_000;
+    while (server.exited === null && Date.now() < end) await sleep(100);
+    if (server.exited === null) {
+      log('brume serve did not stop within 10 s of SIGTERM: killing it');
+      server.child.kill('SIGKILL');
+      await sleep(500);
+    }
+  }
+  try {
+    for (const f of fs.readdirSync('/dev/shm')) {
+      if (f.startsWith(`${prefix}-`) || f.startsWith(`${prefix}.`)) fs.rmSync(path.join('/dev/shm', f), { force: true });
+    }
+  } catch (e) {
+    // no /dev/shm: nothing to clean
+  }
+}
+
+/** An API call from inside the page (with the page's session cookie). */
+function apiInPage(page, method, p, body) {
+  return page.evaluate(async ([method, p, body]) => {
+    const r = await fetch(`/api/v1${p}`, { method, headers: body ? { 'Content-Type': 'application/json' } : {}, body });
+    const text = await r.text();
+    return { status: r.status, body: text ? JSON.parse(text) : null };
+  }, [method, p, body === undefined ? null : JSON.stringify(body)]);
+}
+
+async function main() {
+  fs.mkdirSync(OUT, { recursive: true });
+  if (!(await step('brume serve starts without an admin password', async () => {
+    await startServer();
+    const log = serverLog();
+    check(log.includes('to set the admin password'), `serve did not say how to set the password:\n${log}`);
+    check(!/Generated admin password/.test(log), 'serve generated a password');
+  }))) return;
+
+  userDir = fs.mkdtempSync(path.join(os.tmpdir(), 'brume-chromium-'));
+  context = await chromium.launchPersistentContext(userDir, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync'],
+    viewport: { width: 1280, height: 860 },
+    deviceScaleFactor: 1,
+    acceptDownloads: true,
+  });
+  page = context.pages()[0] || (await context.newPage());
+  page.setDefaultTimeout(20_000);
+  page.on('console', (m) => {
+    // Failed API calls (401 before login, 404 from the devices API that does not exist
+    // yet) are expected; anything else (script errors, CSP refusals) is a defect.
+    if (m.type() === 'error' && !m.text().startsWith('Failed to load resource')) consoleErrors.push(m.text());
+  });
+  page.on('pageerror', (e) => consoleErrors.push(String(e)));
+  page.on('dialog', (d) => d.accept());
+  const base = server.base;
+
+  await step('first visit asks for the admin password and nothing else is reachable', async () => {
+    await page.goto(`${base}/`);
+    await page.waitForSelector('#setup-form');
+    check(await page.locator('#nav').isHidden(), 'the navigation shows before the password is set');
+    const r = await apiInPage(page, 'GET', '/streams');
+    check(r.status === 401, `GET /api/v1/streams answered ${r.status} before setup`);
+    const login = await apiInPage(page, 'POST', '/login', { password: 'anything-at-all' });
+    check(login.status === 409, `login before setup answered ${login.status}`);
+  });
+
+  await step('a short password is refused with a message', async () => {
+    await page.fill('#setup-password', 'short');
+    await page.fill('#setup-repeat', 'short');
+    await page.click('#setup-form button[type=submit]');
+    const msg = await page.locator('#setup-form .field-error').textContent();
+    check(/8 characters/.test(msg), `message: ${msg}`);
+  });
+
+  await step('setting the password opens the dashboard', async () => {
+    await page.fill('#setup-password', PASSWORD);
+    await page.fill('#setup-repeat', PASSWORD);
+    await page.click('#setup-form button[type=submit]');
+    await page.waitForSelector('#streams .empty');
+    check(await page.locator('#nav').isVisible(), 'no navigation after setup');
+    const r = await apiInPage(page, 'GET', '/setup');
+    check(r.body.needs_password === false, 'setup still needed');
+    const again = await apiInPage(page, 'POST', '/setup', { password: 'another-password' });
+    check(again.status === 409, `a second setup answered ${again.status}`);
+    const onDisk = JSON.parse(fs.readFileSync(path.join(tmp, 'brume.json'), 'utf8'));
+    check(/^\$argon2id\$/.test(onDisk.admin?.password_hash || ''), 'no argon2id hash in the config file');
+  });
+
+  await step('log out, then log in (a wrong password is refused)', async () => {
+    await page.click('#logout');
+    await page.waitForSelector('#login-form');
+    await page.fill('#login-password', 'not-the-password');
+    await page.click('#login-form button[type=submit]');
+    await page.waitForSelector('#login-form .field-error');
+    check((await page.locator('#login-form .field-error').textContent()).includes('Wrong password'), 'no wrong-password message');
+    await page.fill('#login-password', PASSWORD);
+    await page.click('#login-form button[type=submit]');
+    await page.waitForSelector('#streams');
+  });
+
+  await step('create a synthetic 320x180 stream; it goes live with a thumbnail', async () => {
+    await page.click('#new-stream');
+    await page.waitForSelector('#stream-form');
+    check(await page.locator('input[name=source-type][value=testsrc]').isChecked(), 'synthetic is not the default source');
+    await page.fill('#f-name', 'cam');
+    await page.fill('#f-source-width', '320');
+    await page.fill('#f-source-height', '180');
+    await page.fill('#f-source-fps', '15');
+    await page.fill('#f-source-bitrate_kbps', '300');
+    await page.check('input[name=start][value=always]');
+    await page.click('#save');
+    await page.waitForSelector('.card[data-stream=cam]');
+    await page.waitForSelector('.card[data-stream=cam] .state[data-state=live]', { timeout: 30_000 });
+    await waitFor('the thumbnail', 20_000, () =>
+      page.evaluate(() => {
+        const img = document.querySelector('.card[data-stream=cam] .thumb img');
+        return img && !img.hidden && img.complete && img.naturalWidth === 320;
+      }));
+  });
+
+  await step('source picker: the detected devices and test camera, then a camera stream', async () => {
+    await page.click('#new-stream');
+    await page.waitForSelector('#stream-form');
+    await page.fill('#f-name', 'desk');
+    await page.check('input[name=source-type][value=camera]');
+    const cams = await page.locator('#f-source-video-device option').evaluateAll((els) => els.map((e) => e.value));
+    check(cams.includes('fake:camera'), `camera choices: ${JSON.stringify(cams)}`);
+    const mics = await page.locator('#f-source-audio-device option').evaluateAll((els) => els.map((e) => e.value));
+    check(mics.includes('fake:microphone'), `microphone choices: ${JSON.stringify(mics)}`);
+    await page.selectOption('#f-source-video-device', 'fake:camera');
+    await page.fill('#f-source-video-width', '320');
+    await page.fill('#f-source-video-height', '180');
+    await page.fill('#f-source-video-fps', '15');
+    await page.check('input[name=start][value=demand]');
+    await page.screenshot({ path: path.join(OUT, 'editor-camera.png'), fullPage: true });
+    await page.click('#save');
+    await page.waitForSelector('.card[data-stream=desk]');
+    const r = await apiInPage(page, 'GET', '/streams/desk');
+    const src = r.body.config.source;
+    check(src.type === 'camera' && src.video.device === 'fake:camera' && src.video.width === 320 && !src.audio, `saved: ${JSON.stringify(src)}`);
+    check(r.body.config.always_on === false, 'not on demand');
+  });
+
+  await step('RTMP source shows the publish URL and key', async () => {
+    await page.click('#new-stream');
+    await page.waitForSelector('#stream-form');
+    await page.fill('#f-name', 'studio');
+    await page.check('input[name=source-type][value=rtmp]');
+    await page.fill('#f-source-key', 'studio-key-1');
+    const urls = await page.locator('.publish input').evaluateAll((els) => els.map((e) => e.value));
+    const want = `rtmp://127.0.0.1:${server.rtmpPort}/live/studio?key=studio-key-1`;
+    check(urls.includes(want), `publish URLs ${JSON.stringify(urls)} lack ${want}`);
+    check(urls.includes('studio?key=studio-key-1'), `no OBS stream key in ${JSON.stringify(urls)}`);
+    await page.click('#save');
+    await page.waitForSelector('.card[data-stream=studio] .state[data-state=waiting]');
+    check((await page.locator('.card[data-stream=studio] .placeholder').textContent()).includes('Waiting for a publisher'), 'no placeholder');
+  });
+
+  await step('dashboard shows the board figures (screenshot)', async () => {
+    for (const t of ['cpu', 'memory', 'temperature', 'disk', 'uptime']) {
+      await page.waitForSelector(`.tile[data-tile=${t}] .tile-value`);
+    }
+    await waitFor('a bitrate for cam', 10_000, async () =>
+      /^[1-9][\d.]* (kbit|Mbit)\/s$/.test(await page.locator('.card[data-stream=cam] [data-stat=bitrate] dd').textContent()));
+    await page.screenshot({ path: path.join(OUT, 'dashboard.png') });
+  });
+
+  await step('an invalid width shows the API error next to the field and changes nothing', async () => {
+    await page.goto(`${base}/#/edit/cam`);
+    await page.waitForSelector('#stream-form');
+    await page.fill('#f-source-width', '13');
+    await page.click('#save');
+    const err = page.locator('[data-field="source.width"] .field-error');
+    await err.waitFor();
+    check(/even/.test(await err.textContent()), `error text: ${await err.textContent()}`);
+    check(new URL(page.url()).hash === '#/edit/cam', 'the editor closed on a refused save');
+    await page.screenshot({ path: path.join(OUT, 'editor.png'), fullPage: true });
+    const r = await apiInPage(page, 'GET', '/streams/cam');
+    check(r.body.config.source.width === 320, `width changed to ${r.body.config.source.width}`);
+    const onDisk = JSON.parse(fs.readFileSync(path.join(tmp, 'brume.json'), 'utf8'));
+    check(onDisk.streams.cam.source.width === 320, 'the config file changed');
+  });
+
+  await step('the player plays the stream in the page: time advances, a picture is painted', async () => {
+    await page.goto(`${base}/#/watch/cam`);
+    await page.waitForSelector('#player');
+    await waitFor('the video to start', 30_000, () =>
+      page.evaluate(() => {
+        const v = document.getElementById('player');
+        return v.readyState >= 2 && v.currentTime > 0 && !v.paused;
+      }));
+    const t0 = await page.evaluate(() => document.getElementById('player').currentTime);
+    await sleep(3000);
+    const t1 = await page.evaluate(() => document.getElementById('player').currentTime);
+    check(t1 - t0 > 1.5, `currentTime went from ${t0} to ${t1} in 3 s`);
+    const pic = await page.evaluate(() => {
+      const v = document.getElementById('player');
+      const c = document.createElement('canvas');
+      c.width = 160;
+      c.height = 90;
+      const g = c.getContext('2d');
+      g.drawImage(v, 0, 0, c.width, c.height);
+      const d = g.getImageData(0, 0, c.width, c.height).data;
+      let sum = 0;
+      let sq = 0;
+      const colours = new Set();
+      for (let i = 0; i < d.length; i += 4) {
+        const y = 0.299 * d[i] + 0.587 * d[i + 1] + 0.114 * d[i + 2];
+        sum += y;
+        sq += y * y;
+        colours.add((d[i] >> 4) * 256 + (d[i + 1] >> 4) * 16 + (d[i + 2] >> 4));
+      }
+      const n = d.length / 4;
+      return { sd: Math.sqrt(sq / n - (sum / n) ** 2), colours: colours.size, w: v.videoWidth, h: v.videoHeight };
+    });
+    check(pic.w === 320 && pic.h === 180, `video is ${pic.w}x${pic.h}`);
+    check(pic.sd > 10 && pic.colours > 8, `the painted frame looks blank: ${JSON.stringify(pic)}`);
+    const status = await page.locator('#player-status').textContent();
+    check(status.startsWith('Live'), `player status: ${status}`);
+    const urls = await page.locator('#urls input').evaluateAll((els) => els.map((e) => e.value));
+    for (const suffix of ['/hls/cam/index.m3u8', '/cam.mp4', '/cam.ts', '/cam.jpg', '/cam.mjpg']) {
+      check(urls.some((u) => u === `${base}${suffix}`), `no ${suffix} in ${JSON.stringify(urls)}`);
+    }
+    await page.screenshot({ path: path.join(OUT, 'player.png') });
+  });
+
+  await step('system page: logs, restart, export of the configuration', async () => {
+    await page.goto(`${base}/#/system`);
+    await waitFor('log lines', 10_000, async () => ((await page.locator('#logs').textContent()) || '').includes('controller'));
+    check((await page.locator('#version').textContent()).startsWith('Brume '), 'no version');
+    const before = (await apiInPage(page, 'GET', '/streams/cam')).body.status.input_pid;
+    await page.click('.restart-row[data-stream=cam] button');
+    await waitFor('a new input process for cam', 15_000, async () => {
+      const s = (await apiInPage(page, 'GET', '/streams/cam')).body.status;
+      return s.state === 'live' && s.input_pid && s.input_pid !== before;
+    });
+    const [download] = await Promise.all([page.waitForEvent('download'), page.click('#export')]);
+    const file = path.join(OUT, 'exported-config.json');
+    await download.saveAs(file);
+    const cfg = JSON.parse(fs.readFileSync(file, 'utf8'));
+    check(cfg.streams.cam.source.width === 320 && cfg.streams.studio.source.type === 'rtmp', `exported: ${JSON.stringify(cfg)}`);
+    check(!('admin' in cfg) && !JSON.stringify(cfg).includes('argon2'), 'the export carries the password hash');
+  });
+
+  await step('a bad import is refused with the field, and changes nothing', async () => {
+    const bad = JSON.parse(fs.readFileSync(path.join(OUT, 'exported-config.json'), 'utf8'));
+    bad.streams.cam.source.width = 13;
+    await page.setInputFiles('#import-file', { name: 'bad.json', mimeType: 'application/json', buffer: Buffer.from(JSON.stringify(bad)) });
+    await waitFor('the import message', 10_000, async () => (await page.locator('#config-message').textContent()).includes('Nothing changed'));
+    const msg = await page.locator('#config-message').textContent();
+    check(msg.includes('streams.cam.source.width'), `message: ${msg}`);
+    const r = await apiInPage(page, 'GET', '/config');
+    check(r.body.streams.cam.source.width === 320, 'the configuration changed');
+  });
+
+  await step('recordings, triggers and GPIO say they are not built yet', async () => {
+    for (const [p, text] of [['recordings', 'Coming with recording support'], ['triggers', 'Coming with trigger support'], ['gpio', 'Coming with GPIO support']]) {
+      await page.goto(`${base}/#/${p}`);
+      await page.waitForSelector(`[data-later=${p}]`);
+      check((await page.locator(`[data-later=${p}]`).textContent()).includes(text), `${p} page`);
+    }
+  });
+
+  await step('delete a stream from the editor', async () => {
+    await page.goto(`${base}/#/edit/desk`);
+    await page.click('#delete');
+    await page.waitForSelector('#streams .card[data-stream=cam]');
+    await waitFor('desk to disappear', 5000, async () => (await page.locator('.card[data-stream=desk]').count()) === 0);
+    const r = await apiInPage(page, 'GET', '/streams/desk');
+    check(r.status === 404, `desk still exists (${r.status})`);
+  });
+
+  await step('phone screen: nothing wider than the screen', async () => {
+    await page.setViewportSize({ width: 390, height: 844 });
+    for (const p of ['#/', '#/edit/cam', '#/watch/cam', '#/system']) {
+      await page.goto(`${base}/${p}`);
+      await page.waitForSelector('main h1');
+      await sleep(300);
+      const w = await page.evaluate(() => document.documentElement.scrollWidth);
+      check(w <= 390, `${p} is ${w} px wide on a 390 px screen`);
+    }
+    await page.goto(`${base}/#/`);
+    await page.waitForSelector('.card[data-stream=cam] .thumb img:not([hidden])');
+    await page.screenshot({ path: path.join(OUT, 'dashboard-phone.png') });
+  });
+
+  await step('no script errors or refused resources in the console', async () => {
+    check(consoleErrors.length === 0, consoleErrors.join('\n'));
+  });
+}
+
+let exitCode = 1;
+const watchdog = setTimeout(() => {
+  log(`FAIL the browser test did not finish within ${LIMIT_MS / 1000} s`);
+  results.push({ name: 'finishes in time', ok: false });
+  finish();
+}, LIMIT_MS);
+
+let finished = false;
+async function finish() {
+  if (finished) return;
+  finished = true;
+  clearTimeout(watchdog);
+  try {
+    if (context) await context.close();
+  } catch (e) {
+    // the browser is gone already
+  }
+  const failed = results.filter((r) => !r.ok).length;
+  if (failed && server) {
+    const lines = serverLog().split('\n');
+    log(`----- brume serve log (last 60 lines) -----\n${lines.slice(-60).join('\n')}\n----- end of log -----`);
+  }
+  await stopServer();
+  for (const d of [tmp, userDir]) if (d) fs.rmSync(d, { recursive: true, force: true });
+  const passed = results.length - failed;
+  log(`${passed} passed, ${failed} failed`);
+  exitCode = failed || !results.length ? 1 : 0;
+  process.exit(exitCode);
+}
+
+// Whatever ends this script, the server it started does not outlive it (serve stops its
+// whole tree on SIGTERM).
+process.on('exit', () => {
+  if (server && server.exited === null) server.child.kill('SIGTERM');
+});
+process.stdout.on('error', () => {});
+
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.on(sig, () => {
+    results.push({ name: `interrupted by ${sig}`, ok: false });
+    finish();
+  });
+}
+
+main().then(finish, (e) => {
+  results.push({ name: 'test script', ok: false, error: e });
+  log(`FAIL test script: ${e && e.stack}`);
+  finish();
+});

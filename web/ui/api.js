@@ -1,0 +1,54 @@
+// The JSON API under /api/v1/. Every call goes through `call`: a 401 sends the user to
+// the login form (see app.js), other errors become ApiError with the field the server
+// named, so forms can show the message next to it.
+
+export class ApiError extends Error {
+  constructor(status, message, field) {
+    super(message);
+    this.status = status;
+    this.field = field || null;
+  }
+}
+
+let unauthorized = () => {};
+
+/** Called with no arguments when a call answers 401 (session missing or expired). */
+export function onUnauthorized(f) {
+  unauthorized = f;
+}
+
+export async function call(method, path, body) {
+  const init = { method, headers: {}, credentials: 'same-origin', cache: 'no-store' };
+  if (body !== undefined) {
+    init.headers['Content-Type'] = 'application/json';
+    init.body = typeof body === 'string' ? body : JSON.stringify(body);
+  }
+  let res;
+  try {
+    res = await fetch('/api/v1' + path, init);
+  } catch (e) {
+    throw new ApiError(0, 'Brume does not answer (is the board on and reachable?)');
+  }
+  const text = await res.text();
+  let data = null;
+  if (text) {
+    try {
+      data = JSON.parse(text);
+    } catch (e) {
+      data = { error: text.trim() };
+    }
+  }
+  if (res.status === 401 && path !== '/login') {
+    unauthorized();
+  }
+  if (!res.ok) {
+    const msg = (data && data.error) || `${res.status} ${res.statusText}`;
+    throw new ApiError(res.status, msg, data && data.field);
+  }
+  return data;
+}
+
+export const get = (path) => call('GET', path);
+export const post = (path, body) => call('POST', path, body === undefined ? {} : body);
+export const put = (path, body) => call('PUT', path, body);
+export const del = (path) => call('DELETE', path);

@@ -1,0 +1,75 @@
+// First run (choose the admin password) and login.
+
+import * as api from '../api.js';
+import { h } from '../dom.js';
+
+function passwordField(id, label, autocomplete) {
+  return h('div', { class: 'field', dataset: { field: 'password' } },
+    h('label', { for: id }, label),
+    h('input', { id, name: id, type: 'password', autocomplete, required: true }));
+}
+
+function fieldError(form, message) {
+  let p = form.querySelector('.field-error');
+  if (!p) {
+    p = h('p', { class: 'field-error', role: 'alert' });
+    form.querySelector('.actions').before(p);
+  }
+  p.textContent = message;
+}
+
+export function setupView(root, { done }) {
+  const form = h('form', { class: 'panel narrow', id: 'setup-form', novalidate: true },
+    h('h1', {}, 'Welcome to Brume'),
+    h('p', {}, 'Choose the admin password. You will need it to change settings from any phone or computer on this network.'),
+    passwordField('setup-password', 'Admin password (at least 8 characters)', 'new-password'),
+    passwordField('setup-repeat', 'Repeat it', 'new-password'),
+    h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary' }, 'Set password and continue')));
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const pw = form.querySelector('#setup-password').value;
+    if (pw !== form.querySelector('#setup-repeat').value) {
+      fieldError(form, 'The two passwords differ.');
+      return;
+    }
+    const btn = form.querySelector('button[type=submit]');
+    btn.disabled = true;
+    try {
+      await api.post('/setup', { password: pw });
+      done();
+    } catch (e) {
+      if (e.status === 409) {
+        // Someone else set it meanwhile: log in instead.
+        location.reload();
+        return;
+      }
+      fieldError(form, e.message);
+    } finally {
+      btn.disabled = false;
+    }
+  });
+  root.append(form);
+  form.querySelector('input').focus();
+}
+
+export function loginView(root, { done }) {
+  const form = h('form', { class: 'panel narrow', id: 'login-form', novalidate: true },
+    h('h1', {}, 'Log in'),
+    passwordField('login-password', 'Admin password', 'current-password'),
+    h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary' }, 'Log in')));
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const btn = form.querySelector('button[type=submit]');
+    btn.disabled = true;
+    try {
+      await api.post('/login', { password: form.querySelector('#login-password').value });
+      done();
+    } catch (e) {
+      fieldError(form, e.status === 401 ? 'Wrong password.' : e.message);
+    } finally {
+      btn.disabled = false;
+    }
+  });
+  root.append(form);
+  form.querySelector('input').focus();
+}
