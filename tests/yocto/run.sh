@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# Offline checks of the Yocto layer (yocto/meta-brume), the kas files (yocto/kas) and
+# the board profiles (board/). No Yocto build: the layers' sources are not reachable.
+#   * oelint-adv --release wrynose on every recipe (clean, except the generated
+#     brume-crates.inc's own spacing);
+#   * brume-crates.inc equals the one regenerated from Cargo.lock;
+#   * every kas file validates against kas's JSON schema and resolves with kas's own
+#     loader (includes, lock file); the board kas files match the board profiles;
+#   * board profiles, LIC_FILES_CHKSUM md5s, the systemd units (systemd-analyze
+#     verify), the wks layout and the first-boot script.
+# Run as root on Debian 12 or newer (installs python3-venv if needed; oelint-adv and
+# kas from PyPI into target/yocto-venv). Idempotent, no stdin.
+# Prints `N passed, M failed` and exits non-zero on any failure.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+root=$PWD
+venv="$root/target/yocto-venv"
+# Pinned: a newer oelint-adv may bring new rules; bump on purpose.
+reqs=(oelint-adv==9.11.2 kas==5.5 jsonschema)
+
+passed=0
+failed=0
+pass() { echo "PASS: $*"; passed=$((passed + 1)); }
+fail() { echo "FAIL: $*"; failed=$((failed + 1)); }
+finish() {
+    echo
+    echo "yocto: $passed passed, $failed failed"
+    [ "$failed" -eq 0 ]
+    exit
+}
+
+# ---------------------------------------------------------------- tools
+py=/usr/bin/python3
+[ -x "$py" ] || py=$(command -v python3)
+if [ -z "$py" ] || ! "$py" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+    fail "python 3.11 or newer is needed (tomllib)"
+    finish
+fi
+apt_install() {
+    [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null || return 1
+    for i in 1 2 3; do apt-get update -qq && break; sleep $((i * 5)); done
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+stamp="$venv/.brume-reqs"
+if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "${reqs[*]}" ]; then
+    t0=$(date +%s)
+    rm -rf "$venv"
+    if ! "$py" -m venv "$venv" 2>/dev/null; then
+        rm -rf "$venv"
+        apt_install python3-venv && "$py" -m venv "$venv" || { fail "cannot create a venv (python3-venv)"; finish; }
+    fi
+    ok=""
+    for i in 1 2 3; do
+        "$venv/bin/pip" install -q --disable-pip-version-check "${reqs[@]}" && { ok=1; break; }
+        sleep $((i * 5))
+    done
+    [ -n "$ok" ] || { fail "pip install ${reqs[*]}"; finish; }
+    echo "${reqs[*]}" >"$stamp"
+    echo "yocto: installed ${reqs[*]} in $(($(date +%s) - t0)) s"
+fi
+command -v systemd-analyze >/dev/null || apt_install systemd >/dev/null 2>&1 || true
+
+# The FDK licence file is checked inside the fdk-aac-sys crate: have cargo's registry.
+command -v cargo >/dev/null && cargo fetch --locked -q >/dev/null 2>&1 || true
+
+# ---------------------------------------------------------------- oelint-adv
+mapfile -t recipes < <(find yocto/meta-brume -name '*.bb' -o -name '*.bbappend' | sort)
+lint=$("$venv/bin/oelint-adv" --quiet --release wrynose \
+    --constantmods "+tests/yocto/oelint-constants.json" \
+    --suppress oelint.vars.homepageping --hide info "${recipes[@]}" 2>&1)
+# The generated .inc keeps oe-core's own layout (`SRC_URI += " \`), which oelint flags.
+findings=$(printf '%s\n' "$lint" | grep -v -e '^$' -e 'brume-crates\.inc:[0-9]*:[a-z]*:oelint\.vars\.inconspaces:' || true)
+if [ -z "$findings" ]; then
+    pass "oelint-adv --release wrynose: ${#recipes[@]} recipes clean"
+else
+    printf '%s\n' "$findings" | sed "s|$root/||"
+    fail "oelint-adv --release wrynose: $(printf '%s\n' "$findings" | wc -l) findings"
+fi
+
+# ---------------------------------------------------------------- crates.inc
+if out=$("$venv/bin/python" tests/yocto/crates_inc.py --check 2>&1); then
+    pass "$(printf '%s\n' "$out" | grep -v '^note:' | tail -1)"
+else
+    printf '%s\n' "$out" | tail -40
+    fail "brume-crates.inc does not match Cargo.lock (run tests/yocto/crates_inc.py)"
+fi
+
+# ---------------------------------------------------------------- kas, boards, recipes
+out=$(KAS_WORK_DIR="$root/target/kas-work" "$venv/bin/python" tests/yocto/check_layer.py 2>&1)
+printf '%s\n' "$out" | grep -v -e '^PASS: ' -e '^FAIL: ' | sed 's/^/  /'
+passed=$((passed + $(printf '%s\n' "$out" | grep -c '^PASS: ')))
+failed=$((failed + $(printf '%s\n' "$out" | grep -c '^FAIL: ')))
+printf '%s\n' "$out" | grep -e '^PASS: ' -e '^FAIL: '
+if ! printf '%s\n' "$out" | grep -q -e '^PASS: ' -e '^FAIL: '; then
+    fail "tests/yocto/check_layer.py ran no check"
+fi
+
+# ---------------------------------------------------------------- systemd units, scripts
+units=(yocto/meta-brume/recipes-multimedia/brume/files/brume.service
+    yocto/meta-brume/recipes-core/brume-appliance/files/brume-growdata.service)
+if command -v systemd-analyze >/dev/null; then
+    for u in "${units[@]}"; do
+        # The binaries are not installed here: only syntax and known directives count.
+        bad=$(systemd-analyze verify --man=no "$u" 2>&1 | grep -v -e 'is not executable' -e '^$' || true)
+        if [ -z "$bad" ]; then
+            pass "systemd-analyze verify $(basename "$u")"
+        else
+            printf '%s\n' "$bad"
+            fail "systemd-analyze verify $(basename "$u")"
+        fi
+    done
+else
+    fail "systemd-analyze missing: cannot check the units"
+fi
+grow=yocto/meta-brume/recipes-core/brume-appliance/files/brume-growdata.sh
+if sh -n "$grow" && { ! command -v dash >/dev/null || dash -n "$grow"; }; then
+    pass "$(basename "$grow"): POSIX sh syntax"
+else
+    fail "$(basename "$grow"): syntax"
+fi
+if "$venv/bin/python" -c 'import sys, xml.dom.minidom as m; m.parse(sys.argv[1])' \
+    yocto/meta-brume/recipes-multimedia/brume/files/avahi-brume.xml 2>/dev/null; then
+    pass "avahi-brume.xml: well-formed"
+else
+    fail "avahi-brume.xml: not well-formed XML"
+fi
+
+finish

@@ -1,0 +1,64 @@
+SUMMARY = "Brume: a crash-proof live-media appliance"
+DESCRIPTION = "One multicall binary that serves cameras, microphones and RTMP \
+               publishers as HLS, fragmented MP4, MPEG-TS and MJPEG, with a process per input \
+               and per viewer connection under angels that restart them."
+HOMEPAGE = "https://example.invalid/brume"
+SECTION = "multimedia"
+# Brume itself is MIT or Apache-2.0. The binary links the bundled OpenH264
+# (BSD-2-Clause) and fdk-aac (FDK-AAC) sources statically.
+LICENSE = "(MIT | Apache-2.0) & BSD-2-Clause & FDK-AAC"
+LIC_FILES_CHKSUM = "file://Cargo.toml;beginline=16;endline=16;md5=86b31c7756a1a7962f28b62856ed4f05 \
+                    file://${CARGO_VENDORING_DIRECTORY}/fdk-aac-sys-0.5.0/aac/NOTICE;md5=5985e1e12f4afa710d64ed7bfd291875"
+# The FDK AAC licence text, from the crate that bundles the library (the version is
+# Cargo.lock's; tests/yocto/run.sh checks both).
+NO_GENERIC_LICENSE[FDK-AAC] = "${CARGO_VENDORING_DIRECTORY}/fdk-aac-sys-0.5.0/aac/NOTICE"
+# H.264 and AAC encoders: as with ffmpeg or x264, accept with
+# LICENSE_FLAGS_ACCEPTED += "commercial_brume" once the patent terms are settled.
+LICENSE_FLAGS = "commercial"
+
+DEPENDS += "alsa-lib"
+
+PV = "0.1.0+git"
+
+# The Brume tree this layer sits in (BRUME_SRC_TREE, from conf/layer.conf), at the
+# head of its main branch. A release build points SRC_URI at the project's
+# repository and sets SRCREV to the release commit.
+SRC_URI = "git://${BRUME_SRC_TREE};protocol=file;branch=main \
+           file://brume.service \
+           file://brume-tmpfiles.conf \
+           file://avahi-brume.xml \
+           "
+# The layer is part of the tree it builds, so it cannot name its own commit.
+# nooelint: oelint.vars.autorev
+SRCREV ?= "${AUTOREV}"
+
+require ${BPN}-crates.inc
+
+inherit cargo cargo-update-recipe-crates pkgconfig systemd useradd
+
+# A workspace: build the binary crate; the root Cargo.lock pins everything.
+CARGO_SRC_DIR = "firmware/brume"
+# The release profile strips symbols; let the build system strip and split debug info.
+export CARGO_PROFILE_RELEASE_STRIP = "false"
+
+do_install:append() {
+    install -d ${D}${systemd_system_unitdir}
+    install -m 0644 ${UNPACKDIR}/brume.service ${D}${systemd_system_unitdir}/brume.service
+    install -d ${D}${nonarch_libdir}/tmpfiles.d
+    install -m 0644 ${UNPACKDIR}/brume-tmpfiles.conf ${D}${nonarch_libdir}/tmpfiles.d/brume.conf
+    install -d ${D}${sysconfdir}/avahi/services
+    install -m 0644 ${UNPACKDIR}/avahi-brume.xml ${D}${sysconfdir}/avahi/services/brume.service
+}
+
+USERADD_PACKAGES = "${PN}"
+# meta-raspberrypi's udev rules give the GPIO character devices to group gpio,
+# which base-passwd does not create.
+GROUPADD_PARAM:${PN} = "--system gpio"
+USERADD_PARAM:${PN} = "--system --user-group --groups video,audio,gpio \
+                       --home-dir /data/brume --no-create-home \
+                       --shell ${base_sbindir}/nologin brume"
+
+SYSTEMD_SERVICE:${PN} = "brume.service"
+
+FILES:${PN} += "${nonarch_libdir}/tmpfiles.d/brume.conf"
+RRECOMMENDS:${PN} += "avahi-daemon"
