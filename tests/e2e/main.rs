@@ -12,6 +12,7 @@ mod camera;
 mod crashes;
 mod hostile;
 mod outputs;
+mod recording;
 mod rtmp;
 mod shutdown;
 mod ui_api;

@@ -18,6 +18,49 @@ pub struct Config {
     pub admin: Admin,
     #[serde(default)]
     pub streams: BTreeMap<String, StreamConfig>,
+    /// Where and how streams are recorded.
+    #[serde(default, skip_serializing_if = "Recording::is_default")]
+    pub recording: Recording,
+}
+
+/// Recording to local storage (fragmented MP4 files).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Recording {
+    /// The directory of the recordings; relative paths are relative to the config
+    /// file's directory. None: `recordings` next to the config file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir: Option<String>,
+    /// A new file every this many seconds.
+    #[serde(default = "default_segment")]
+    pub segment_s: u32,
+}
+
+impl Default for Recording {
+    fn default() -> Self {
+        Recording {
+            dir: None,
+            segment_s: default_segment(),
+        }
+    }
+}
+
+impl Recording {
+    fn is_default(&self) -> bool {
+        *self == Recording::default()
+    }
+
+    /// The recordings directory for the configuration file at `config`.
+    pub fn dir_for(&self, config: &Path) -> std::path::PathBuf {
+        let base = config
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        match &self.dir {
+            Some(d) => base.join(d),
+            None => base.join("recordings"),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -38,6 +81,13 @@ pub struct StreamConfig {
     /// On-demand streams stop after this many seconds without viewers.
     #[serde(default = "default_idle")]
     pub idle_timeout_s: u32,
+    /// Record the stream whenever the appliance runs.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub record: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -125,6 +175,9 @@ fn one() -> u32 {
 fn yes() -> bool {
     true
 }
+fn default_segment() -> u32 {
+    600
+}
 fn default_idle() -> u32 {
     30
 }
@@ -196,12 +249,14 @@ impl Default for Config {
                 },
                 always_on: true,
                 idle_timeout_s: default_idle(),
+                record: false,
             },
         );
         Config {
             version: 1,
             admin: Admin::default(),
             streams,
+            recording: Recording::default(),
         }
     }
 }
@@ -210,6 +265,20 @@ impl Config {
     pub fn validate(&self) -> Result<(), FieldError> {
         if self.version != 1 {
             return Err(field_err("version", "only version 1 is known"));
+        }
+        if !(10..=86_400).contains(&self.recording.segment_s) {
+            return Err(field_err(
+                "recording.segment_s",
+                "must be 10..=86400 seconds",
+            ));
+        }
+        if let Some(d) = &self.recording.dir {
+            if d.is_empty() || d.len() > 1024 || d.contains('\0') {
+                return Err(field_err(
+                    "recording.dir",
+                    "a directory path (absolute, or relative to the config file)",
+                ));
+            }
         }
         for (name, s) in &self.streams {
             validate_stream_name(name).map_err(|m| field_err(format!("streams.{name}"), m))?;
@@ -470,6 +539,20 @@ mod tests {
         let s = c.streams.remove("demo").unwrap();
         c.streams.insert("../etc".into(), s);
         assert_eq!(c.validate().unwrap_err().field, "streams.../etc");
+        let mut c = Config::default();
+        c.recording.segment_s = 1;
+        assert_eq!(c.validate().unwrap_err().field, "recording.segment_s");
+        let c: Config =
+            serde_json::from_str(r#"{"recording":{"dir":"/data/rec"},"streams":{}}"#).unwrap();
+        assert_eq!(c.recording.segment_s, 600);
+        assert_eq!(
+            c.recording.dir_for(Path::new("/etc/brume.json")),
+            Path::new("/data/rec")
+        );
+        assert_eq!(
+            Recording::default().dir_for(Path::new("/etc/brume/brume.json")),
+            Path::new("/etc/brume/recordings")
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod handoff;
 mod input;
 mod listen;
 mod logging;
+mod recorder;
 mod serve;
 mod worker;
 
@@ -28,7 +29,7 @@ USAGE:
         Measure and print figures (see README).
     brume --version
 
-Internal roles (started by brume itself): controller, listen, input.
+Internal roles (started by brume itself): controller, listen, input, record.
 ";
 
 fn main() -> ExitCode {
@@ -40,6 +41,7 @@ fn main() -> ExitCode {
         "controller" => controller::main(rest),
         "listen" => listen::main(rest),
         "input" => input::main(rest),
+        "record" => recorder::main(rest),
         "bench" => worker::bench::main(rest),
         "devices" => {
             println!(

@@ -1,7 +1,7 @@
 //! The HTTP JSON API under `/api/v1/` (axum), served on connections the listener
 //! hands over. Errors are `{"error": "...", "field": "..."}` with a 4xx/5xx status.
 
-use super::{supervisor, system, ui, Shared};
+use super::{recording, supervisor, system, ui, Shared};
 use crate::config::{Config, FieldError, StreamConfig};
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, State};
 use axum::http::{header, request::Parts, HeaderMap, StatusCode};
@@ -114,6 +114,15 @@ pub fn router(state: Shared) -> Router {
         )
         .route("/api/v1/streams/{name}/restart", post(restart_stream))
         .route("/api/v1/streams/{name}/snapshot", get(snapshot))
+        .route(
+            "/api/v1/streams/{name}/recording",
+            post(start_recording).delete(stop_recording),
+        )
+        .route("/api/v1/recordings", get(list_recordings))
+        .route(
+            "/api/v1/recordings/{*path}",
+            get(download_recording).delete(delete_recording),
+        )
         .route("/api/v1/connections", get(connections))
         .route("/api/v1/system", get(system_status))
         .route("/api/v1/logs", get(logs))
@@ -384,6 +393,7 @@ fn stream_json(state: &Shared, name: &str, config: &StreamConfig) -> Value {
             "epoch": epoch,
             "dropped_frames": dropped,
             "bitrate_kbps": (bitrate * 8.0 / 1000.0).round(),
+            "recording": recording::status(state, name),
         }
     })
 }
@@ -434,7 +444,13 @@ async fn change_config(
             )
         })?;
     *state.config.lock().expect("config lock") = new.clone();
-    // Apply: stop inputs of removed or changed streams, then start what should run.
+    // Apply: stop recordings of removed streams (and those no longer always on), stop
+    // inputs of removed or changed streams, then start what should run.
+    for (name, s) in &old.streams {
+        if new.streams.get(name).is_none_or(|n| s.record && !n.record) {
+            recording::stop(state, name).await;
+        }
+    }
     for (name, s) in &old.streams {
         if new.streams.get(name) != Some(s) {
             supervisor::stop(state, name).await;
@@ -442,6 +458,7 @@ async fn change_config(
         }
     }
     supervisor::start_configured(state);
+    recording::start_configured(state);
     Ok(new)
 }
 
@@ -700,4 +717,202 @@ struct LogQuery {
 
 async fn logs(_: Admin, Query(q): Query<LogQuery>) -> Json<Value> {
     Json(json!({ "lines": crate::logging::recent(q.limit.unwrap_or(200).min(1000)) }))
+}
+
+fn known_stream(state: &Shared, name: &str) -> ApiResult<()> {
+    if state
+        .config
+        .lock()
+        .expect("config lock")
+        .streams
+        .contains_key(name)
+    {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no stream named {name:?}"),
+        ))
+    }
+}
+
+async fn start_recording(
+    State(state): State<Shared>,
+    _: Admin,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    known_stream(&state, &name)?;
+    recording::start(&state, &name);
+    Ok(Json(
+        json!({ "recording": recording::status(&state, &name) }),
+    ))
+}
+
+async fn stop_recording(
+    State(state): State<Shared>,
+    _: Admin,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    known_stream(&state, &name)?;
+    recording::stop(&state, &name).await;
+    Ok(Json(
+        json!({ "recording": recording::status(&state, &name) }),
+    ))
+}
+
+async fn list_recordings(State(state): State<Shared>, _: Admin) -> ApiResult<Json<Value>> {
+    let dir = recording::dir(&state);
+    let list = tokio::task::spawn_blocking(move || recording::list(&dir))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(Json(json!({ "recordings": list })))
+}
+
+fn recording_path(state: &Shared, rel: &str) -> ApiResult<std::path::PathBuf> {
+    recording::resolve(&recording::dir(state), rel).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "a recording path is relative to the recordings directory, without . or ..",
+        )
+    })
+}
+
+fn no_recording(rel: &str) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, format!("no recording {rel:?}"))
+}
+
+/// A recording's bytes, whole or one range (`Range: bytes=...`), streamed from disk.
+async fn download_recording(
+    State(state): State<Shared>,
+    _: Admin,
+    Path(rel): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    use tokio::io::AsyncSeekExt;
+    let path = recording_path(&state, &rel)?;
+    let mut file = tokio::fs::File::open(&path)
+        .await
+        .map_err(|_| no_recording(&rel))?;
+    let meta = file.metadata().await.map_err(|_| no_recording(&rel))?;
+    if !meta.is_file() {
+        return Err(no_recording(&rel));
+    }
+    let size = meta.len();
+    let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+    let (status, first, len, content_range) = match recording::parse_range(range, size) {
+        Ok(None) => (StatusCode::OK, 0, size, None),
+        Ok(Some((a, b))) => (
+            StatusCode::PARTIAL_CONTENT,
+            a,
+            b - a + 1,
+            Some(format!("bytes {a}-{b}/{size}")),
+        ),
+        Err(()) => {
+            return Ok((
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                [
+                    (header::CONTENT_RANGE, format!("bytes */{size}")),
+                    (header::ACCEPT_RANGES, "bytes".to_string()),
+                ],
+                Json(json!({ "error": format!("the recording has {size} bytes") })),
+            )
+                .into_response())
+        }
+    };
+    file.seek(std::io::SeekFrom::Start(first))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let mut r = Response::new(axum::body::Body::new(FileBody {
+        file,
+        remaining: len,
+        buf: Vec::new(),
+    }));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("video/mp4"),
+    );
+    h.insert(
+        header::ACCEPT_RANGES,
+        header::HeaderValue::from_static("bytes"),
+    );
+    h.insert(header::CONTENT_LENGTH, header::HeaderValue::from(len));
+    if let Some(cr) = content_range.and_then(|c| header::HeaderValue::from_str(&c).ok()) {
+        h.insert(header::CONTENT_RANGE, cr);
+    }
+    Ok(r)
+}
+
+/// A response body read from a file in 64 KiB pieces, `remaining` bytes in all.
+struct FileBody {
+    file: tokio::fs::File,
+    remaining: u64,
+    buf: Vec<u8>,
+}
+
+impl hyper::body::Body for FileBody {
+    type Data = hyper::body::Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        if self.remaining == 0 {
+            return Poll::Ready(None);
+        }
+        let this = &mut *self;
+        let want = this.remaining.min(64 * 1024) as usize;
+        this.buf.resize(want, 0);
+        let mut rb = ReadBuf::new(&mut this.buf[..want]);
+        match Pin::new(&mut this.file).poll_read(cx, &mut rb) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Err(e)) => Poll::Ready(Some(Err(e))),
+            Poll::Ready(Ok(())) => {
+                let n = rb.filled().len();
+                if n == 0 {
+                    return Poll::Ready(Some(Err(std::io::ErrorKind::UnexpectedEof.into())));
+                }
+                this.remaining -= n as u64;
+                let data = hyper::body::Bytes::copy_from_slice(rb.filled());
+                Poll::Ready(Some(Ok(hyper::body::Frame::data(data))))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.remaining == 0
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        hyper::body::SizeHint::with_exact(self.remaining)
+    }
+}
+
+async fn delete_recording(
+    State(state): State<Shared>,
+    _: Admin,
+    Path(rel): Path<String>,
+) -> ApiResult<StatusCode> {
+    let path = recording_path(&state, &rel)?;
+    if recording::in_use(&state, &rel) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "the recording is being written; stop it first",
+        ));
+    }
+    match tokio::fs::symlink_metadata(&path).await {
+        Ok(m) if m.is_file() => {}
+        _ => return Err(no_recording(&rel)),
+    }
+    tokio::fs::remove_file(&path)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    // The day's directory goes with its last file.
+    if let Some(day) = path.parent() {
+        let _ = tokio::fs::remove_dir(day).await;
+    }
+    tracing::info!(path = %rel, "recording deleted");
+    Ok(StatusCode::NO_CONTENT)
 }

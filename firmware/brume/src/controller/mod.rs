@@ -4,6 +4,7 @@
 
 mod api;
 pub mod auth;
+mod recording;
 mod supervisor;
 mod system;
 mod ui;
@@ -23,6 +24,8 @@ pub struct State {
     pub started: Instant,
     pub config: Mutex<Config>,
     pub inputs: Mutex<BTreeMap<String, InputState>>,
+    /// The recordings by stream (active or stopped on an error).
+    pub recordings: Mutex<BTreeMap<String, recording::RecState>>,
     /// Payload bytes per second of each stream, sampled once a second.
     pub rates: Mutex<std::collections::HashMap<String, f64>>,
     pub auth: auth::Auth,
@@ -54,6 +57,7 @@ pub fn main(_args: &[String]) -> Result<(), String> {
         started: Instant::now(),
         config: Mutex::new(config),
         inputs: Mutex::new(BTreeMap::new()),
+        recordings: Mutex::new(BTreeMap::new()),
         rates: Mutex::new(std::collections::HashMap::new()),
         config_write: tokio::sync::Mutex::new(()),
     });
@@ -77,6 +81,7 @@ async fn run(state: Shared, sock: std::os::unix::net::UnixDatagram) -> Result<()
         .map_err(|e| e.to_string())?;
 
     supervisor::start_configured(&state);
+    recording::start_configured(&state);
     tokio::spawn(supervisor::housekeeping(state.clone()));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| e.to_string())?;
@@ -102,6 +107,7 @@ async fn run(state: Shared, sock: std::os::unix::net::UnixDatagram) -> Result<()
         }
     }
     tracing::info!("controller stopping");
+    recording::stop_all(&state).await;
     supervisor::stop_all(&state).await;
     Ok(())
 }

@@ -1,0 +1,218 @@
+//! Recording a stream to fragmented MP4 files: start and stop through the API, list,
+//! download (whole and by range), delete; a recorder killed with SIGKILL leaves a file
+//! that plays up to the kill.
+
+use crate::harness::{ffprobe, signal, wait_until, Server, SMALL_DEMO};
+use crate::media::{assert_decodes_clean, run};
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// The stream's recording state from its status JSON.
+fn recording_of(server: &Server) -> Value {
+    server.stream("demo")["status"]["recording"].clone()
+}
+
+/// Waits for the recorder to report its file; returns its path relative to the dir.
+fn wait_file(server: &Server, not: Option<&str>) -> String {
+    wait_until(Duration::from_secs(20), "the recording's file", || {
+        let r = recording_of(server);
+        r["file"]
+            .as_str()
+            .filter(|f| Some(*f) != not)
+            .map(str::to_string)
+    })
+}
+
+/// The file's duration according to ffprobe, in seconds.
+fn duration_of(path: &str) -> f64 {
+    let mut cmd = Command::new(ffprobe());
+    cmd.args([
+        "-v",
+        "error",
+        "-show_entries",
+        "format=duration",
+        "-of",
+        "csv=p=0",
+        path,
+    ]);
+    let out = run(cmd, Duration::from_secs(60));
+    assert!(out.success(), "ffprobe {path}: {}", out.stderr);
+    out.stdout
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("ffprobe {path}: no duration in {:?}", out.stdout))
+}
+
+fn listed(server: &Server) -> Vec<Value> {
+    let (st, v) = server.get("/api/v1/recordings");
+    assert_eq!(st, 200, "GET /api/v1/recordings: {v}");
+    v["recordings"].as_array().cloned().unwrap_or_default()
+}
+
+#[test]
+fn recording_by_api_lists_downloads_and_deletes() {
+    let server = Server::start(Some(SMALL_DEMO));
+    server.login();
+    server.wait_live("demo", Duration::from_secs(20));
+
+    let start = Instant::now();
+    let (st, v) = server.post("/api/v1/streams/demo/recording", "");
+    assert_eq!(st, 200, "start recording: {v}");
+    assert_eq!(v["recording"]["active"], true, "{v}");
+    let file = wait_file(&server, None);
+    std::thread::sleep(Duration::from_secs(5).saturating_sub(start.elapsed()));
+    let elapsed = start.elapsed().as_secs_f64();
+    let (st, v) = server.delete("/api/v1/streams/demo/recording");
+    assert_eq!(st, 200, "stop recording: {v}");
+    assert_eq!(v["recording"]["active"], false, "{v}");
+
+    // Listed, with its size.
+    let list = listed(&server);
+    let entry = list
+        .iter()
+        .find(|r| r["path"] == file.as_str())
+        .unwrap_or_else(|| panic!("{file} is not listed: {list:?}"));
+    assert_eq!(entry["stream"], "demo");
+    let size = entry["size"].as_u64().expect("a size");
+    assert!(size > 0, "{entry}");
+
+    // Downloaded whole, then by range.
+    let url = format!("/api/v1/recordings/{file}");
+    let whole = server.raw("GET", &url, None);
+    assert_eq!(whole.status, 200, "{}", whole.text());
+    assert_eq!(whole.header("accept-ranges"), Some("bytes"));
+    assert_eq!(whole.body.len() as u64, size);
+    let local: PathBuf = server.dir.join("download.mp4");
+    std::fs::write(&local, &whole.body).expect("write the download");
+    let on_disk = std::fs::read(server.dir.join("recordings").join(&file)).expect("the file");
+    assert_eq!(whole.body, on_disk, "the download differs from the file");
+
+    let token = server_token(&server);
+    let part = crate::http::request(
+        server.http_port,
+        "GET",
+        &url,
+        &[
+            ("Authorization", &format!("Bearer {token}")),
+            ("Range", "bytes=100-1099"),
+        ],
+        None,
+    )
+    .expect("range request");
+    assert_eq!(part.status, 206, "{}", part.text());
+    assert_eq!(
+        part.header("content-range"),
+        Some(format!("bytes 100-1099/{size}").as_str())
+    );
+    assert_eq!(part.body, whole.body[100..1100]);
+    let tail = crate::http::request(
+        server.http_port,
+        "GET",
+        &url,
+        &[
+            ("Authorization", &format!("Bearer {token}")),
+            ("Range", &format!("bytes={size}-")),
+        ],
+        None,
+    )
+    .expect("unsatisfiable range request");
+    assert_eq!(tail.status, 416, "{}", tail.text());
+
+    // It plays, and lasts as long as the recording ran.
+    let local = local.to_str().expect("utf-8 path");
+    assert_decodes_clean(local, None);
+    let d = duration_of(local);
+    assert!(
+        (d - elapsed).abs() <= 1.0,
+        "the file lasts {d:.2} s; the recording ran {elapsed:.2} s"
+    );
+
+    // Paths out of the directory are refused.
+    for bad in [
+        "/api/v1/recordings/../brume.json",
+        "/api/v1/recordings/demo/../../brume.json",
+        "/api/v1/recordings/%2e%2e/brume.json",
+    ] {
+        let r = server.raw("GET", bad, None);
+        assert_eq!(r.status, 400, "GET {bad}: {}", r.text());
+        let r = server.raw("DELETE", bad, None);
+        assert_eq!(r.status, 400, "DELETE {bad}: {}", r.text());
+    }
+    assert!(server.config_path.exists());
+
+    // Deleted.
+    let (st, v) = server.delete(&url);
+    assert_eq!(st, 204, "DELETE {url}: {v}");
+    assert!(!listed(&server).iter().any(|r| r["path"] == file.as_str()));
+    assert_eq!(server.raw("GET", &url, None).status, 404);
+}
+
+/// The bearer token the server's client uses (logged in again for raw requests).
+fn server_token(server: &Server) -> String {
+    let body = serde_json::json!({ "password": crate::harness::PASSWORD }).to_string();
+    let r = crate::http::request(
+        server.http_port,
+        "POST",
+        "/api/v1/login",
+        &[("Content-Type", "application/json")],
+        Some(body.as_bytes()),
+    )
+    .expect("login");
+    let v: Value = serde_json::from_slice(&r.body).expect("login JSON");
+    v["token"].as_str().expect("a token").to_string()
+}
+
+#[test]
+fn recorder_killed_mid_recording_leaves_a_file_that_plays_to_the_kill() {
+    let server = Server::start(Some(SMALL_DEMO));
+    server.login();
+    server.wait_live("demo", Duration::from_secs(20));
+
+    let start = Instant::now();
+    let (st, v) = server.post("/api/v1/streams/demo/recording", "");
+    assert_eq!(st, 200, "start recording: {v}");
+    let file = wait_file(&server, None);
+    let path = server.dir.join("recordings").join(&file);
+    let pid = recording_of(&server)["pid"]
+        .as_i64()
+        .expect("a recorder pid") as i32;
+    std::thread::sleep(Duration::from_secs(4).saturating_sub(start.elapsed()));
+
+    // Kill it just after a fragment landed: nothing written may be lost.
+    let size = |p: &PathBuf| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    let before = size(&path);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while size(&path) == before && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(size(&path) > before, "the recording did not grow");
+    signal(pid, libc::SIGKILL);
+    let elapsed = start.elapsed().as_secs_f64();
+
+    // The angel restarts the recorder, on a new file.
+    let next = wait_file(&server, Some(&file));
+    let r = recording_of(&server);
+    assert_eq!(r["active"], true, "{r}");
+    assert!(r["restarts"].as_u64() >= Some(1), "{r}");
+    assert_ne!(r["pid"].as_i64(), Some(i64::from(pid)), "{r}");
+
+    let p = path.to_str().expect("utf-8 path");
+    assert_decodes_clean(p, None);
+    let d = duration_of(p);
+    assert!(
+        (d - elapsed).abs() <= 1.0,
+        "the killed recording lasts {d:.2} s; it ran {elapsed:.2} s"
+    );
+
+    let (st, v) = server.delete("/api/v1/streams/demo/recording");
+    assert_eq!(st, 200, "stop recording: {v}");
+    let list = listed(&server);
+    for f in [&file, &next] {
+        assert!(
+            list.iter().any(|r| r["path"] == f.as_str()),
+            "{f} is not listed: {list:?}"
+        );
+    }
+}
