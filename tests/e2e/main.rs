@@ -15,4 +15,5 @@ mod outputs;
 mod recording;
 mod rtmp;
 mod shutdown;
+mod systemd;
 mod ui_api;

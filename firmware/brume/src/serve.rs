@@ -22,6 +22,8 @@ struct Guarded {
 
 pub fn main(args: &[String]) -> Result<(), String> {
     crate::logging::init("serve");
+    // Before any child is started: they must not inherit systemd's variables.
+    let systemd = Notify::from_env();
     let config_path = PathBuf::from(crate::flag(args, "--config").unwrap_or("brume.json"));
     let listen = crate::flag(args, "--listen")
         .unwrap_or("0.0.0.0:8080")
@@ -80,9 +82,18 @@ pub fn main(args: &[String]) -> Result<(), String> {
         p.start(&exe);
     }
 
+    systemd.send("READY=1\nSTATUS=running");
+    let mut next_ping = Instant::now();
+
     let mut stopping = false;
     let mut kill_at: Option<Instant> = None;
     loop {
+        if let Some(every) = systemd.watchdog {
+            if !stopping && Instant::now() >= next_ping {
+                systemd.send("WATCHDOG=1");
+                next_ping = Instant::now() + every;
+            }
+        }
         // Reap every exited child (ours or adopted orphans).
         loop {
             let mut status = 0;
@@ -130,12 +141,14 @@ pub fn main(args: &[String]) -> Result<(), String> {
             .iter()
             .filter_map(|p| p.restart_at)
             .chain(kill_at)
+            .chain(systemd.watchdog.map(|_| next_ping))
             .min()
             .map(|t| t.saturating_duration_since(now))
             .unwrap_or(Duration::from_secs(5));
         match wait_signal(&signals, next) {
             Some(libc::SIGTERM) | Some(libc::SIGINT) if !stopping => {
                 tracing::info!("stopping");
+                systemd.send("STOPPING=1");
                 stopping = true;
                 kill_at = Some(Instant::now() + Duration::from_secs(8));
                 // Every descendant, not just our children: inputs whose controller
@@ -277,5 +290,54 @@ pub fn unblock_signals_here() {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         libc::pthread_sigmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+    }
+}
+
+/// systemd's notification protocol (sd_notify): readiness, the watchdog, stopping.
+/// Only when started by systemd with `Type=notify` (NOTIFY_SOCKET is set); the
+/// watchdog is pinged at half of WatchdogSec from the root angel's loop, so a hung
+/// root angel gets the whole service restarted.
+struct Notify {
+    socket: Option<(
+        std::os::unix::net::UnixDatagram,
+        std::os::unix::net::SocketAddr,
+    )>,
+    watchdog: Option<Duration>,
+}
+
+impl Notify {
+    fn from_env() -> Notify {
+        let socket = std::env::var_os("NOTIFY_SOCKET").and_then(|path| {
+            use std::os::linux::net::SocketAddrExt;
+            let bytes = std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()).to_vec();
+            let addr = match bytes.strip_prefix(b"@") {
+                Some(name) => std::os::unix::net::SocketAddr::from_abstract_name(name).ok()?,
+                None => std::os::unix::net::SocketAddr::from_pathname(std::path::Path::new(&path))
+                    .ok()?,
+            };
+            Some((std::os::unix::net::UnixDatagram::unbound().ok()?, addr))
+        });
+        let for_us = std::env::var("WATCHDOG_PID")
+            .map(|p| p == std::process::id().to_string())
+            .unwrap_or(true);
+        let watchdog = std::env::var("WATCHDOG_USEC")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .filter(|us| *us > 0 && for_us)
+            .map(|us| Duration::from_micros(us / 2));
+        // Children must not talk to systemd in our name.
+        for v in ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"] {
+            std::env::remove_var(v);
+        }
+        Notify {
+            watchdog: socket.as_ref().and(watchdog),
+            socket,
+        }
+    }
+
+    fn send(&self, msg: &str) {
+        if let Some((sock, addr)) = &self.socket {
+            let _ = sock.send_to_addr(msg.as_bytes(), addr);
+        }
     }
 }
