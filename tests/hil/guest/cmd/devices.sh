@@ -1,0 +1,2 @@
+# What `brume devices` sees in this guest (JSON).
+brume devices
