@@ -4,7 +4,8 @@
 // log out and in, create a synthetic stream and an RTMP one, see the live thumbnail,
 // watch the stream in the page (the video advances and paints a real picture), make a
 // mistake in the editor and read the error next to the field, export the
-// configuration, try a bad import, and check the phone layout.
+// configuration, try a bad import, record the stream and play the file in the page, and
+// check the phone layout.
 //
 // Screenshots go to tests/out/. The last line is "N passed, M failed"; the exit code
 // is non-zero when anything failed.
@@ -381,8 +382,65 @@ async function main() {
     check(r.body.streams.cam.source.width === 320, 'the configuration changed');
   });
 
-  await step('recordings, triggers and GPIO say they are not built yet', async () => {
-    for (const [p, text] of [['recordings', 'Coming with recording support'], ['triggers', 'Coming with trigger support'], ['gpio', 'Coming with GPIO support']]) {
+  await step('record cam from the Recordings page, play the file in the page, delete it (screenshot)', async () => {
+    await page.goto(`${base}/#/recordings`);
+    const row = page.locator('.rec-row[data-stream=cam]');
+    await row.waitFor();
+    check((await row.locator('button').textContent()) === 'Start recording', 'no Start button for cam');
+    await row.locator('button').click();
+    await page.waitForSelector('.rec-row[data-stream=cam][data-active=true]', { timeout: 10_000 });
+    await waitFor('the live state with its start time', 10_000, async () => /^Recording since /.test(await row.locator('.rec-state').textContent()));
+    const file = await waitFor('the recording file', 20_000, async () => (await apiInPage(page, 'GET', '/streams/cam')).body.status.recording.file);
+    check(file.startsWith('cam/') && file.endsWith('.mp4'), `file ${file}`);
+    await sleep(4000);
+    await row.locator('button').click();
+    await page.waitForSelector('.rec-row[data-stream=cam][data-active=false]', { timeout: 20_000 });
+    check((await apiInPage(page, 'GET', '/streams/cam')).body.status.recording.active === false, 'still recording after Stop');
+    const item = page.locator(`.recording[data-path="${file}"]`);
+    await item.waitFor({ timeout: 10_000 });
+    const date = file.split('/')[1];
+    check((await page.locator('.rec-stream[data-stream=cam] h4').allTextContents()).includes(date), `no ${date} group`);
+    check(/\d+(\.\d)? (B|KiB|MiB)/.test(await item.textContent()), `no size in ${await item.textContent()}`);
+    const href = await item.locator('a[download]').getAttribute('href');
+    check(href === `/api/v1/recordings/${file}`, `download link ${href}`);
+    await item.locator('button.play').click();
+    await waitFor('the recording to play', 20_000, () =>
+      page.evaluate(() => {
+        const v = document.getElementById('rec-player');
+        return v.readyState >= 2 && v.currentTime > 0.5;
+      }));
+    const t0 = await page.evaluate(() => document.getElementById('rec-player').currentTime);
+    await sleep(1000);
+    const v = await page.evaluate(() => {
+      const e = document.getElementById('rec-player');
+      return { t: e.currentTime, w: e.videoWidth, h: e.videoHeight, d: e.duration };
+    });
+    check(v.t > t0 || v.t >= v.d - 0.1, `currentTime stuck at ${t0} -> ${v.t} (duration ${v.d})`);
+    check(v.w === 320 && v.h === 180, `recording is ${v.w}x${v.h}`);
+    await page.screenshot({ path: path.join(OUT, 'recordings.png'), fullPage: true });
+    await item.locator('button.danger').click(); // the confirm dialog is accepted
+    await waitFor('the file to leave the list', 10_000, async () => (await page.locator(`.recording[data-path="${file}"]`).count()) === 0);
+    const list = (await apiInPage(page, 'GET', '/recordings')).body.recordings;
+    check(!list.some((r) => r.path === file), `still listed by the API: ${JSON.stringify(list)}`);
+    check(await page.locator('#rec-player').isHidden(), 'the player still shows the deleted file');
+  });
+
+  await step('dashboard card: record button and REC badge', async () => {
+    await page.goto(`${base}/#/`);
+    const card = page.locator('.card[data-stream=cam]');
+    await card.locator('.rec-toggle').waitFor();
+    await card.locator('.rec-toggle').click();
+    await page.waitForSelector('.card[data-stream=cam][data-recording=true] .rec-badge', { timeout: 10_000 });
+    await waitFor('the recording file', 20_000, async () => (await apiInPage(page, 'GET', '/streams/cam')).body.status.recording.file);
+    await card.locator('.rec-toggle').click();
+    await page.waitForSelector('.card[data-stream=cam][data-recording=false]', { timeout: 20_000 });
+    await waitFor('the badge to go', 5000, async () => (await card.locator('.rec-badge').count()) === 0);
+    const st = (await apiInPage(page, 'GET', '/streams/cam')).body.status.recording;
+    check(st.active === false && !st.error, `recording state ${JSON.stringify(st)}`);
+  });
+
+  await step('triggers and GPIO say they are not built yet', async () => {
+    for (const [p, text] of [['triggers', 'Coming with trigger support'], ['gpio', 'Coming with GPIO support']]) {
       await page.goto(`${base}/#/${p}`);
       await page.waitForSelector(`[data-later=${p}]`);
       check((await page.locator(`[data-later=${p}]`).textContent()).includes(text), `${p} page`);
@@ -400,7 +458,7 @@ async function main() {
 
   await step('phone screen: nothing wider than the screen', async () => {
     await page.setViewportSize({ width: 390, height: 844 });
-    for (const p of ['#/', '#/edit/cam', '#/watch/cam', '#/system']) {
+    for (const p of ['#/', '#/edit/cam', '#/watch/cam', '#/recordings', '#/system']) {
       await page.goto(`${base}/${p}`);
       await page.waitForSelector('main h1');
       await sleep(300);

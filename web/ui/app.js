@@ -7,6 +7,7 @@ import { loginView, setupView } from './views/auth.js';
 import { dashboardView } from './views/dashboard.js';
 import { editorView } from './views/editor.js';
 import { laterView } from './views/later.js';
+import { recordingsView } from './views/recordings.js';
 import { systemView } from './views/system.js';
 import { watchView } from './views/watch.js';
 
@@ -19,7 +20,8 @@ const routes = [
   [/^\/new$/, 'dashboard', () => editorView],
   [/^\/edit\/([^/]+)$/, 'dashboard', () => editorView],
   [/^\/watch\/([^/]+)$/, 'dashboard', () => watchView],
-  [/^\/(recordings|triggers|gpio)$/, null, () => laterView],
+  [/^\/recordings$/, 'recordings', () => recordingsView],
+  [/^\/(triggers|gpio)$/, null, () => laterView],
   [/^\/system$/, 'system', () => systemView],
 ];
 

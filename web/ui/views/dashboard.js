@@ -4,6 +4,7 @@
 import * as api from '../api.js';
 import { bytes, clear, duration, every, h, kbps, sourceText, stateBadge } from '../dom.js';
 import { Thumbnail } from '../thumb.js';
+import { recText, toggleRecording } from './recordings.js';
 
 export function dashboardView(root) {
   const grid = h('div', { class: 'grid', id: 'streams' });
@@ -71,13 +72,38 @@ class Card {
     this.title = h('h3', {}, name);
     this.src = h('p', { class: 'muted source' });
     const enc = encodeURIComponent(name);
+    this.rec = null;
+    this.recBtn = h('button', { type: 'button', class: 'rec-toggle' }, 'Record');
+    this.recBtn.addEventListener('click', async () => {
+      this.recBtn.disabled = true;
+      try {
+        this.rec = await toggleRecording(this.name, this.rec && this.rec.active);
+        this.renderRec();
+      } catch (e) {
+        this.err.hidden = false;
+        this.err.textContent = e.message;
+      } finally {
+        this.recBtn.disabled = false;
+      }
+    });
     this.el = h('article', { class: 'card stream', dataset: { stream: name } },
       h('a', { class: 'thumb-link', href: `#/watch/${enc}`, 'aria-label': `Watch ${name}` }, this.thumb.el),
       h('div', { class: 'card-body' },
         this.title, this.src, this.stats, this.err,
         h('div', { class: 'actions' },
           h('a', { class: 'button', href: `#/watch/${enc}` }, 'Watch'),
-          h('a', { class: 'button', href: `#/edit/${enc}` }, 'Edit'))));
+          h('a', { class: 'button', href: `#/edit/${enc}` }, 'Edit'),
+          this.recBtn)));
+  }
+
+  renderRec() {
+    const on = !!(this.rec && this.rec.active);
+    this.recBtn.textContent = on ? 'Stop recording' : 'Record';
+    this.recBtn.title = recText(this.rec);
+    this.el.dataset.recording = on ? 'true' : 'false';
+    const badge = this.title.querySelector('.rec-badge');
+    if (on && !badge) this.title.append(' ', h('span', { class: 'rec-badge', title: recText(this.rec) }, 'REC'));
+    else if (!on && badge) badge.remove();
   }
 
   update(s) {
@@ -90,6 +116,8 @@ class Card {
       stat('Input restarts', st.restarts, 'restarts'));
     this.err.hidden = !st.last_error;
     this.err.textContent = st.last_error ? `Last error: ${st.last_error}` : '';
+    this.rec = st.recording || null;
+    this.renderRec();
     this.thumb.update(s);
   }
 

@@ -3,10 +3,6 @@
 import { h } from '../dom.js';
 
 const LATER = {
-  recordings: {
-    title: 'Recordings',
-    text: 'Coming with recording support: recordings per stream and date, played in the page, downloaded or deleted, and a start/stop button for each stream.',
-  },
   triggers: {
     title: 'Triggers',
     text: 'Coming with trigger support: webhooks, scripts and GPIO actions on stream, connection, recording and system events, with a "fire a test event" button and their recent runs.',
