@@ -11,24 +11,36 @@ use std::time::{Duration, Instant};
 
 const BOUNDARY: &str = "brumeframe";
 
-fn jpeg_track(reader: &Reader) -> Option<u32> {
-    reader
+/// Opens the stream and finds its JPEG track, or answers why there is none.
+fn open_jpeg(
+    env: &Env,
+    conn: &mut Conn,
+    stream: &str,
+    proto: &str,
+) -> std::io::Result<Option<(Reader, u32)>> {
+    let Some(reader) = open_or_respond(env, conn, stream)? else {
+        return Ok(None);
+    };
+    conn.describe(proto, stream);
+    let track = reader
         .tracks()
         .iter()
         .find(|t| t.codec == Codec::Jpeg)
-        .map(|t| t.id)
+        .map(|t| t.id);
+    match track {
+        Some(t) => Ok(Some((reader, t))),
+        None => {
+            conn.respond(Response::error(
+                404,
+                &format!("stream {stream:?} has no JPEG track"),
+            ))?;
+            Ok(None)
+        }
+    }
 }
 
 pub fn snapshot(env: &Env, conn: &mut Conn, req: &Request, stream: &str) -> std::io::Result<bool> {
-    let Some(mut reader) = open_or_respond(env, conn, stream)? else {
-        return Ok(false);
-    };
-    conn.describe("jpg", stream);
-    let Some(track) = jpeg_track(&reader) else {
-        conn.respond(Response::error(
-            404,
-            &format!("stream {stream:?} has no JPEG track"),
-        ))?;
+    let Some((mut reader, track)) = open_jpeg(env, conn, stream, "jpg")? else {
         return Ok(false);
     };
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -51,15 +63,7 @@ pub fn snapshot(env: &Env, conn: &mut Conn, req: &Request, stream: &str) -> std:
 }
 
 pub fn mjpeg(env: &Env, conn: &mut Conn, req: &Request, stream: &str) -> std::io::Result<bool> {
-    let Some(mut reader) = open_or_respond(env, conn, stream)? else {
-        return Ok(false);
-    };
-    conn.describe("mjpg", stream);
-    let Some(track) = jpeg_track(&reader) else {
-        conn.respond(Response::error(
-            404,
-            &format!("stream {stream:?} has no JPEG track"),
-        ))?;
+    let Some((mut reader, track)) = open_jpeg(env, conn, stream, "mjpg")? else {
         return Ok(false);
     };
     let mut head = Response::live(&format!("multipart/x-mixed-replace; boundary={BOUNDARY}"));
