@@ -18,6 +18,36 @@ use std::time::Instant;
 pub use supervisor::InputState;
 pub use system::rss_kib as system_rss_kib;
 
+/// A supervising task (an input's or a recorder's angel) and its stop signal.
+pub struct AngelTask {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl AngelTask {
+    /// Spawns `f`, giving it the receiver that turns true when it must stop.
+    pub fn spawn<Fut>(f: impl FnOnce(tokio::sync::watch::Receiver<bool>) -> Fut) -> AngelTask
+    where
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let (stop, rx) = tokio::sync::watch::channel(false);
+        AngelTask {
+            stop,
+            task: tokio::spawn(f(rx)),
+        }
+    }
+
+    pub fn running(&self) -> bool {
+        !self.task.is_finished()
+    }
+
+    /// Signals the task to stop; await the handle (outside any lock) for it to end.
+    pub fn stop(self) -> tokio::task::JoinHandle<()> {
+        let _ = self.stop.send(true);
+        self.task
+    }
+}
+
 /// Everything the controller knows, shared by the API and the supervisor.
 pub struct State {
     pub env: Env,

@@ -2,7 +2,7 @@
 //! restarted with back-off like an input) and the recordings directory (list, read,
 //! delete) behind the API.
 
-use super::{supervisor, Shared};
+use super::{supervisor, AngelTask, Shared};
 use crate::angel::{self, Backoff, Verdict};
 use crate::recorder::{EXIT_DISK_FULL, EXIT_WRITE_ERROR};
 use serde_json::{json, Value};
@@ -23,13 +23,12 @@ pub struct RecState {
     pub error: Option<String>,
     pub pid: Option<u32>,
     pub restarts: u64,
-    stop: Option<watch::Sender<bool>>,
-    task: Option<tokio::task::JoinHandle<()>>,
+    angel: Option<AngelTask>,
 }
 
 impl RecState {
     fn running(&self) -> bool {
-        self.task.as_ref().is_some_and(|t| !t.is_finished())
+        self.angel.as_ref().is_some_and(AngelTask::running)
     }
 
     pub fn json(&self) -> Value {
@@ -91,14 +90,13 @@ pub fn start(state: &Shared, stream: &str) {
     if e.running() {
         return;
     }
-    let (tx, rx) = watch::channel(false);
+    let (st, name) = (state.clone(), stream.to_string());
     *e = RecState {
         active: true,
         since_ms: Some(now_ms()),
-        stop: Some(tx),
+        angel: Some(AngelTask::spawn(|stop| run(st, name, stop))),
         ..RecState::default()
     };
-    e.task = Some(tokio::spawn(run(state.clone(), stream.to_string(), rx)));
     tracing::info!(stream = %stream, "recording started");
 }
 
@@ -109,10 +107,7 @@ pub async fn stop(state: &Shared, stream: &str) {
         let Some(e) = recs.get_mut(stream) else {
             return;
         };
-        if let Some(tx) = &e.stop {
-            let _ = tx.send(true);
-        }
-        e.task.take()
+        e.angel.take().map(AngelTask::stop)
     };
     if let Some(t) = task {
         let _ = t.await;

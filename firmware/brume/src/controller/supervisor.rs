@@ -3,7 +3,7 @@
 //! crash loop (with the reason, shown in the API), ends the stream's buffer when the
 //! input will not come back, and stops on-demand inputs nobody watches.
 
-use super::Shared;
+use super::{AngelTask, Shared};
 use crate::angel::{self, Backoff, Verdict};
 use crate::config::{Source, StreamConfig};
 use std::time::{Duration, Instant};
@@ -21,13 +21,12 @@ pub struct InputState {
     /// The input's own last report ("running", "device-missing", "error").
     pub reported: String,
     idle_since: Option<Instant>,
-    stop: Option<watch::Sender<bool>>,
-    task: Option<tokio::task::JoinHandle<()>>,
+    angel: Option<AngelTask>,
 }
 
 impl InputState {
     pub fn running(&self) -> bool {
-        self.task.as_ref().is_some_and(|t| !t.is_finished())
+        self.angel.as_ref().is_some_and(AngelTask::running)
     }
 }
 
@@ -83,11 +82,10 @@ pub fn start(state: &Shared, stream: &str) {
     if entry.running() || entry.state == "failed" {
         return;
     }
-    let (tx, rx) = watch::channel(false);
-    entry.stop = Some(tx);
     entry.state = "starting";
     entry.idle_since = None;
-    entry.task = Some(tokio::spawn(run(state.clone(), stream.to_string(), rx)));
+    let (st, name) = (state.clone(), stream.to_string());
+    entry.angel = Some(AngelTask::spawn(|stop| run(st, name, stop)));
 }
 
 /// Stops the stream's input and waits for its angel to finish.
@@ -97,10 +95,7 @@ pub async fn stop(state: &Shared, stream: &str) {
         let Some(e) = inputs.get_mut(stream) else {
             return;
         };
-        if let Some(tx) = &e.stop {
-            let _ = tx.send(true);
-        }
-        e.task.take()
+        e.angel.take().map(AngelTask::stop)
     };
     if let Some(t) = task {
         let _ = t.await;
