@@ -413,11 +413,7 @@ async fn get_stream(
     _: Admin,
     Path(name): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let config = state.config.lock().expect("config lock").clone();
-    let s = config
-        .streams
-        .get(&name)
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no stream named {name:?}")))?;
+    let s = &stream_config(&state, &name)?;
     Ok(Json(stream_json(&state, &name, s)))
 }
 
@@ -595,11 +591,7 @@ async fn restart_stream(
     _: Admin,
     Path(name): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let config = state.config.lock().expect("config lock").clone();
-    let s = config
-        .streams
-        .get(&name)
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no stream named {name:?}")))?;
+    let s = &stream_config(&state, &name)?;
     if matches!(s.source, crate::config::Source::Rtmp { .. }) {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -619,18 +611,7 @@ async fn snapshot(
     _: Admin,
     Path(name): Path<String>,
 ) -> ApiResult<Response> {
-    if !state
-        .config
-        .lock()
-        .expect("config lock")
-        .streams
-        .contains_key(&name)
-    {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("no stream named {name:?}"),
-        ));
-    }
+    stream_config(&state, &name)?;
     let Ok(mut reader) = brume_shm::Reader::observe(&state.env.ns, &name) else {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -719,21 +700,14 @@ async fn logs(_: Admin, Query(q): Query<LogQuery>) -> Json<Value> {
     Json(json!({ "lines": crate::logging::recent(q.limit.unwrap_or(200).min(1000)) }))
 }
 
-fn known_stream(state: &Shared, name: &str) -> ApiResult<()> {
-    if state
-        .config
-        .lock()
-        .expect("config lock")
+/// The configuration of stream `name`, or a 404 naming it.
+fn stream_config(state: &Shared, name: &str) -> ApiResult<StreamConfig> {
+    let config = state.config.lock().expect("config lock");
+    config
         .streams
-        .contains_key(name)
-    {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("no stream named {name:?}"),
-        ))
-    }
+        .get(name)
+        .cloned()
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no stream named {name:?}")))
 }
 
 async fn start_recording(
@@ -741,7 +715,7 @@ async fn start_recording(
     _: Admin,
     Path(name): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    known_stream(&state, &name)?;
+    stream_config(&state, &name)?;
     recording::start(&state, &name);
     Ok(Json(
         json!({ "recording": recording::status(&state, &name) }),
@@ -753,7 +727,7 @@ async fn stop_recording(
     _: Admin,
     Path(name): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    known_stream(&state, &name)?;
+    stream_config(&state, &name)?;
     recording::stop(&state, &name).await;
     Ok(Json(
         json!({ "recording": recording::status(&state, &name) }),

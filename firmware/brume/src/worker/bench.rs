@@ -72,14 +72,20 @@ fn machine() -> String {
     format!("{cpu}, {}", std::env::consts::ARCH)
 }
 
-fn now_ns() -> u64 {
+/// A clock's reading in nanoseconds (`clock_gettime`).
+fn clock_ns(clock: libc::clockid_t) -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
-    // SAFETY: valid timespec pointer. CLOCK_MONOTONIC is shared by all processes.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    // SAFETY: valid timespec pointer.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// CLOCK_MONOTONIC: the same clock in every process, so write and read times compare.
+fn now_ns() -> u64 {
+    clock_ns(libc::CLOCK_MONOTONIC)
 }
 
 fn percentile(sorted: &[u64], p: f64) -> f64 {
@@ -524,13 +530,7 @@ fn bench_controller() -> Result<(), String> {
 
 /// CPU time of the calling thread, nanoseconds.
 fn thread_cpu_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid timespec pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    clock_ns(libc::CLOCK_THREAD_CPUTIME_ID)
 }
 
 fn bench_capture() -> Result<(), String> {
