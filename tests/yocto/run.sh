@@ -7,7 +7,9 @@
 #   * every kas file validates against kas's JSON schema and resolves with kas's own
 #     loader (includes, lock file); the board kas files match the board profiles;
 #   * board profiles, LIC_FILES_CHKSUM md5s, the systemd units (systemd-analyze
-#     verify), the wks layout and the first-boot script.
+#     verify), the wks layout and the first-boot script;
+#   * the crates of brume-crates.inc fetch and sha256-verify with BitBake's own fetcher
+#     and brume builds for aarch64 --frozen --offline against only them (fetch.py).
 # Run as root on Debian 12 or newer (installs python3-venv if needed; oelint-adv and
 # kas from PyPI into target/yocto-venv). Idempotent, no stdin.
 # Prints `N passed, M failed` and exits non-zero on any failure.
@@ -94,6 +96,24 @@ printf '%s\n' "$out" | grep -e '^PASS: ' -e '^FAIL: '
 if ! printf '%s\n' "$out" | grep -q -e '^PASS: ' -e '^FAIL: '; then
     fail "tests/yocto/check_layer.py ran no check"
 fi
+
+# ---------------------------------------------------------------- crates: fetch + frozen build
+# BitBake's own crate:// fetcher (bb from PyPI bitbake-setup) fetches and sha256-verifies
+# every crate of brume-crates.inc, unpacks them like do_unpack, and brume builds for
+# aarch64 --frozen --offline against only them. Cached in target/ (yocto-dl, yocto-build).
+t0=$(date +%s)
+out=$("$venv/bin/python" tests/yocto/fetch.py 2>&1)
+rc=$?
+if [ "$rc" != 0 ]; then
+    printf '%s\n' "$out" | grep -v -e '^PASS: ' -e '^FAIL: ' | tail -40 | sed 's/^/  /'
+fi
+passed=$((passed + $(printf '%s\n' "$out" | grep -c '^PASS: ')))
+failed=$((failed + $(printf '%s\n' "$out" | grep -c '^FAIL: ')))
+printf '%s\n' "$out" | grep -e '^PASS: ' -e '^FAIL: '
+if [ "$rc" != 0 ] && ! printf '%s\n' "$out" | grep -q '^FAIL: '; then
+    fail "tests/yocto/fetch.py exited $rc"
+fi
+echo "yocto: crates fetch + frozen build took $(($(date +%s) - t0)) s"
 
 # ---------------------------------------------------------------- systemd units, scripts
 units=(yocto/meta-brume/recipes-multimedia/brume/files/brume.service
