@@ -14,8 +14,8 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 KVER=$ABI-$ARCH
 MODBASE=$K/mods-$ARCH
 case $ARCH in
-    amd64) multiarch=x86_64-linux-gnu libdirs=(/lib/x86_64-linux-gnu /usr/lib/x86_64-linux-gnu) ;;
-    arm64) multiarch=aarch64-linux-gnu libdirs=(/usr/aarch64-linux-gnu/lib /usr/lib/aarch64-linux-gnu /lib/aarch64-linux-gnu) ;;
+    amd64) multiarch=x86_64-linux-gnu ;;
+    arm64) multiarch=aarch64-linux-gnu ;;
     *) echo "unknown arch $ARCH" >&2; exit 2 ;;
 esac
 
@@ -43,28 +43,9 @@ cp "$K/gpio-sim-$ARCH.ko" "$R/lib/extra/gpio-sim.ko"
 # brume and the helper, with every shared library they need (NEEDED, recursively).
 install -m 755 "$BRUME" "$R/usr/bin/brume"
 install -m 755 "$PROBE" "$R/usr/bin/hil-probe"
-find_lib() {
-    local d
-    for d in "${libdirs[@]}"; do [ -e "$d/$1" ] && { echo "$d/$1"; return 0; }; done
-    return 1
-}
-declare -A libs
-queue=("$BRUME" "$PROBE")
-while [ ${#queue[@]} -gt 0 ]; do
-    f=${queue[0]}
-    queue=("${queue[@]:1}")
-    for n in $(readelf -d "$f" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'); do
-        [ -n "${libs[$n]:-}" ] && continue
-        p=$(find_lib "$n") || { echo "mkinitramfs: $n (needed by $f) not found in ${libdirs[*]}" >&2; exit 1; }
-        libs[$n]=$p
-        queue+=("$p")
-    done
-done
-for n in "${!libs[@]}"; do cp -L "${libs[$n]}" "$R/lib/$multiarch/$n"; done
-interp=$(readelf -l "$BRUME" | sed -n 's/.*Requesting program interpreter: \(.*\)\]/\1/p')
-[ -n "${libs[$(basename "$interp")]:-}" ] || { echo "mkinitramfs: interpreter $interp not among the libraries" >&2; exit 1; }
-mkdir -p "$R$(dirname "$interp")"
-[ -e "$R$interp" ] || ln -s "/lib/$multiarch/$(basename "$interp")" "$R$interp"
+# shellcheck source=elflibs.sh
+. "$HERE/elflibs.sh"
+elf_libs_install "$R" "$ARCH" "$BRUME" "$PROBE"
 
 # ALSA's configuration (architecture-independent) without the UCM and topology files.
 mkdir -p "$R/usr/share/alsa"
@@ -78,4 +59,4 @@ echo "${HIL_PASSWORD:?}" >"$R/etc/hil/password"
 
 (cd "$R" && find . | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0) >"$OUT.tmp"
 mv "$OUT.tmp" "$OUT"
-echo "hil: initramfs $ARCH: $(($(stat -c %s "$OUT") / 1024)) KiB, $(wc -l <"$R/etc/hil/modules") modules, libraries: ${!libs[*]}"
+echo "hil: initramfs $ARCH: $(($(stat -c %s "$OUT") / 1024)) KiB, $(wc -l <"$R/etc/hil/modules") modules, libraries: $ELF_LIBS"

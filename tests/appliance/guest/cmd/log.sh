@@ -1,0 +1,1 @@
+tail -n "${1:-200}" /tmp/brume.log

@@ -1,0 +1,314 @@
+#!/usr/bin/env bash
+# The appliance boot test: an aarch64 appliance assembled from the cross-built brume with
+# the Yocto image's service layout (meta-brume: brume.service's ExecStart and
+# Environment, a read-only root, the ext4 data partition on /data), booted with Debian's
+# arm64 kernel under `qemu-system-aarch64 -M virt` (TCG) and driven from the host through
+# port forwards on 127.0.0.1:
+#   boot      the web API answers; the first boot created the default configuration
+#   layout    root read-only, /data the ext4 data disk, /run and /dev/shm tmpfs
+#   demo-hls  log in, ffprobe reads /hls/demo/index.m3u8 (h264)
+#   create    POST /api/v1/streams creates `persist` (testsrc, on demand)
+#   shutdown  a clean poweroff (SIGTERM to brume, sync, unmount); the filesystem is clean
+#   reboot    the same data disk boots again: `persist` is still there, HLS plays again
+# and prints boot-to-first-HLS-segment time (emulated, a relative figure) and the idle
+# memory of the appliance userland (RSS/PSS from the guest's /proc).
+#
+# Run as root on Debian 12: reuses tests/hil/setup.sh (packages, the arm64 kernel and
+# busybox, cached under target/hil) and its library resolver. Idempotent, no stdin.
+# Prints `N passed, M failed` last and exits non-zero on any failure. Artifacts (serial
+# consoles, brume log, the data disk) go to target/appliance/.
+# Environment: CARGO_BUILD_JOBS (default 2), BRUME_APPLIANCE_WAIT (seconds for the guest
+# and its streams to come up, default 240).
+set -uo pipefail
+cd "$(dirname "$0")/../.." || exit 2
+ROOT=$PWD
+HERE=$ROOT/tests/appliance
+HILDIR=$ROOT/tests/hil
+export HIL=$ROOT/target/hil
+OUT=$ROOT/target/appliance
+jobs=${CARGO_BUILD_JOBS:-2}
+wait_s=${BRUME_APPLIANCE_WAIT:-240}
+PASSWORD=appliance-admin-password
+TRIPLE=aarch64-unknown-linux-gnu
+rm -rf "$OUT"
+mkdir -p "$OUT"
+
+T0=$(date +%s)
+log() { echo "[appliance +$(($(date +%s) - T0))s] $*"; }
+passed=0
+failed=0
+pass() { passed=$((passed + 1)); echo "PASS: $*"; }
+fail() { failed=$((failed + 1)); echo "FAIL: $*"; }
+TESTS=(boot layout demo-hls create shutdown reboot persist-hls)
+finish() {
+    log "done"
+    [ -n "${SUMMARY:-}" ] && echo "$SUMMARY"
+    echo
+    echo "$passed passed, $failed failed"
+    [ "$failed" -eq 0 ]
+    exit
+}
+# fail_rest FROM REASON: the tests from FROM on cannot run: failed, never skipped.
+fail_rest() {
+    local t on=0
+    for t in "${TESTS[@]}"; do
+        [ "$t" = "$1" ] && on=1
+        [ $on = 1 ] && fail "$t: $2"
+    done
+    finish
+}
+QPID=""
+stop_guest() {
+    [ -n "$QPID" ] || return 0
+    kill "$QPID" 2>/dev/null
+    for _ in $(seq 1 20); do kill -0 "$QPID" 2>/dev/null || break; sleep 0.25; done
+    kill -9 "$QPID" 2>/dev/null
+    wait "$QPID" 2>/dev/null
+    QPID=""
+}
+trap stop_guest EXIT
+trap 'stop_guest; exit 130' INT TERM
+
+# ---------------------------------------------------------------- host setup and build
+log "setup: tests/hil/setup.sh (packages, kernels, busybox)"
+if ! "$HILDIR/setup.sh" >"$OUT/setup.log" 2>&1; then
+    tail -20 "$OUT/setup.log"
+    fail_rest boot "(host setup failed)"
+fi
+# shellcheck disable=SC1091
+. "$HIL/kernel.env" # ABI, K
+command -v mkfs.ext4 >/dev/null && command -v e2fsck >/dev/null || {
+    [ "$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq e2fsprogs >/dev/null 2>&1
+}
+if command -v rustup >/dev/null && ! rustup target list --installed 2>/dev/null | grep -qx $TRIPLE; then
+    for _ in 1 2 3; do rustup target add $TRIPLE && break; sleep 5; done
+fi
+if [ ! -f .cargo/config.toml ]; then
+    export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=${CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER:-aarch64-linux-gnu-gcc}
+    export PKG_CONFIG_ALLOW_CROSS=1
+    export PKG_CONFIG_LIBDIR_aarch64_unknown_linux_gnu=${PKG_CONFIG_LIBDIR_aarch64_unknown_linux_gnu:-/usr/lib/aarch64-linux-gnu/pkgconfig:/usr/share/pkgconfig}
+fi
+BRUME=${CARGO_TARGET_DIR:-$ROOT/target}/$TRIPLE/release/brume
+log "building brume for $TRIPLE"
+if ! cargo build --release -p brume --target $TRIPLE -j "$jobs" >"$OUT/build.log" 2>&1; then
+    tail -30 "$OUT/build.log"
+    fail_rest boot "(cargo build --release -p brume --target $TRIPLE failed)"
+fi
+
+# ---------------------------------------------------------------- the image
+# Root filesystem (the initramfs): busybox, the modules for virtio and ext4, brume with
+# its libraries, the /init and the control server.
+build_root() {
+    local R=$OUT/rootfs KVER=$ABI-arm64 MODBASE=$K/mods-arm64 m path rel
+    rm -rf "$R"
+    mkdir -p "$R"/{bin,sbin,usr/bin,usr/sbin,etc/appliance,proc,sys,dev,run,tmp,root,data,www/cgi-bin,hil/cmd}
+    cp "$K/busybox-arm64" "$R/bin/busybox"
+    declare -A seen=()
+    : >"$R/etc/appliance/modules"
+    for m in virtio_pci virtio_net virtio_blk ext4; do
+        while read -r _ path _; do
+            rel=${path#"$MODBASE/lib/modules/$KVER/"}
+            [ -n "${seen[$rel]:-}" ] && continue
+            seen[$rel]=1
+            mkdir -p "$R/lib/modules/$KVER/$(dirname "$rel")"
+            cp "$path" "$R/lib/modules/$KVER/$rel"
+            echo "$rel" >>"$R/etc/appliance/modules"
+        done < <(modprobe -d "$MODBASE" -S "$KVER" --show-depends "$m" | grep '^insmod')
+    done
+    install -m 755 "$BRUME" "$R/usr/bin/brume"
+    aarch64-linux-gnu-strip "$R/usr/bin/brume"
+    # shellcheck source=../hil/elflibs.sh
+    . "$HILDIR/elflibs.sh"
+    elf_libs_install "$R" arm64 "$R/usr/bin/brume" || return 1
+    mkdir -p "$R/usr/share/alsa"
+    cp -r /usr/share/alsa/alsa.conf /usr/share/alsa/cards /usr/share/alsa/pcm "$R/usr/share/alsa/"
+    install -m 755 "$HERE/guest/init" "$R/init"
+    install -m 755 "$HILDIR/guest/run.cgi" "$R/www/cgi-bin/run"
+    cp "$HERE/guest/cmd/"*.sh "$R/hil/cmd/"
+    echo "$PASSWORD" >"$R/etc/appliance/password"
+    (cd "$R" && find . | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0) >"$OUT/rootfs.cpio" || return 1
+    echo "root $(($(stat -c %s "$OUT/rootfs.cpio") / 1024)) KiB (brume stripped $(($(stat -c %s "$R/usr/bin/brume") / 1024)) KiB), libraries: $ELF_LIBS"
+}
+log "assembling the appliance"
+if ! build_root >"$OUT/image.log" 2>&1; then
+    cat "$OUT/image.log"
+    fail_rest boot "(cannot assemble the root filesystem)"
+fi
+log "$(tail -1 "$OUT/image.log")"
+# The data partition: an empty ext4 filesystem, as the image ships it (created on the
+# host, no loop device).
+DISK=$OUT/data.ext4
+if ! mkfs.ext4 -q -F -L data -E root_owner=0:0 "$DISK" 64M >>"$OUT/image.log" 2>&1; then
+    fail_rest boot "(mkfs.ext4 failed: $(tail -3 "$OUT/image.log"))"
+fi
+
+# ---------------------------------------------------------------- guest helpers
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+jget() { python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$1" "$2" 2>/dev/null; }
+now_ms() { date +%s%3N; }
+since() { awk -v a="$1" -v b="$(now_ms)" 'BEGIN {printf "%.1f", (b - a) / 1000}'; }
+# boot N: starts QEMU on the data disk; sets QPID, T_BOOT (ms), WEB and CTL.
+boot() {
+    local n=$1 web ctl
+    SERIAL=$OUT/serial-$n.log
+    for _ in 1 2 3; do
+        web=$(free_port) ctl=$(free_port)
+        [ "$web" != "$ctl" ] || continue
+        T_BOOT=$(now_ms)
+        # timeout: a QEMU orphaned by a killed harness still ends.
+        timeout -k 10 900 qemu-system-aarch64 -M virt -cpu cortex-a72 -accel tcg -smp 1 -m 1024 \
+            -nographic -no-reboot -kernel "$K/mods-arm64/boot/vmlinuz-$ABI-arm64" -initrd "$OUT/rootfs.cpio" \
+            -append "console=ttyAMA0 panic=-1 quiet" \
+            -drive "file=$DISK,if=none,format=raw,id=data" -device virtio-blk-pci,drive=data \
+            -netdev "user,id=n,restrict=on,hostfwd=tcp:127.0.0.1:$web-:80,hostfwd=tcp:127.0.0.1:$ctl-:81" \
+            -device virtio-net-pci,netdev=n,romfile= </dev/null >"$SERIAL" 2>&1 &
+        QPID=$!
+        sleep 1
+        if kill -0 "$QPID" 2>/dev/null; then
+            WEB=http://127.0.0.1:$web CTL=http://127.0.0.1:$ctl
+            return 0
+        fi
+        wait "$QPID" 2>/dev/null
+        QPID=""
+        grep -q 'host forwarding' "$SERIAL" || break
+    done
+    return 1
+}
+ctl() {
+    local q=$1
+    shift
+    for a in "$@"; do q="$q&$a"; done
+    curl -fsS -m "${CTL_TIMEOUT:-60}" "$CTL/cgi-bin/run?$q"
+}
+wait_for() {
+    local limit=$1 t
+    shift
+    t=$(date +%s)
+    while [ $(($(date +%s) - t)) -lt "$limit" ]; do
+        "$@" && return 0
+        kill -0 "$QPID" 2>/dev/null || return 1
+        grep -aq '^APPLIANCE: brume exited' "$SERIAL" && return 1
+        sleep 0.5
+    done
+    return 1
+}
+TOKEN=""
+login() {
+    TOKEN=$(curl -fsS -m 60 -X POST "$WEB/api/v1/login" -d "{\"password\":\"$PASSWORD\"}" 2>/dev/null |
+        python3 -c 'import json, sys; print(json.load(sys.stdin)["token"])' 2>/dev/null)
+    [ -n "$TOKEN" ]
+}
+api() { curl -fsS -m 30 -H "Authorization: Bearer $TOKEN" "$@"; }
+api_up() { curl -fs -m 10 -o /dev/null "$WEB/api/v1/setup"; }
+playlist_ready() { curl -fsS -m 10 "$WEB/hls/$1/index.m3u8" 2>/dev/null | grep -q '^#EXTINF'; }
+# hls_h264 NAME FILE: ffprobe reads /hls/NAME/index.m3u8 and sees an h264 video track.
+hls_h264() {
+    timeout 120 ffprobe -v error -rw_timeout 30000000 -of json -show_entries stream=codec_type,codec_name,width,height \
+        "$WEB/hls/$1/index.m3u8" >"$2" 2>"$2.err" &&
+        [ "$(jget "$2" '[s["codec_name"] for s in d["streams"] if s["codec_type"] == "video"][0]')" = h264 ]
+}
+vinfo() { jget "$1" '"%s %sx%s" % [(s["codec_name"], s.get("width"), s.get("height")) for s in d["streams"] if s["codec_type"] == "video"][0]'; }
+has_persist() {
+    api "$WEB/api/v1/streams" >"$OUT/streams-$1.json" 2>/dev/null &&
+        [ "$(jget "$OUT/streams-$1.json" '"persist" in (([s.get("name") for s in d] if isinstance(d, list) else list(d.get("streams", d)) if isinstance(d.get("streams", d), dict) else [s.get("name") for s in d["streams"]]))')" = True ]
+}
+# up_and_hls N: waits for the API and the demo's first segment; sets BOOT_API, BOOT_SEG (s).
+up_and_hls() {
+    BOOT_API="" BOOT_SEG=""
+    wait_for "$wait_s" api_up || return 1
+    BOOT_API=$(since "$T_BOOT")
+    wait_for "$wait_s" playlist_ready demo || return 2
+    BOOT_SEG=$(since "$T_BOOT")
+}
+# shutdown_guest N: the clean poweroff over the control channel; QEMU must exit by itself.
+shutdown_guest() {
+    local t
+    ctl log 2000 >"$OUT/brume-$1.log" 2>&1
+    CTL_TIMEOUT=40 ctl poweroff >"$OUT/poweroff-$1.txt" 2>&1
+    t=$(date +%s)
+    while kill -0 "$QPID" 2>/dev/null && [ $(($(date +%s) - t)) -lt 60 ]; do sleep 0.5; done
+    if kill -0 "$QPID" 2>/dev/null; then
+        stop_guest
+        return 1
+    fi
+    wait "$QPID" 2>/dev/null
+    QPID=""
+    grep -q '^unmounted /data' "$OUT/poweroff-$1.txt"
+}
+
+# ---------------------------------------------------------------- first boot
+log "booting the appliance (1)"
+boot 1 || fail_rest boot "(QEMU did not start: $(tail -3 "$OUT/serial-1.log" | tr '\n' ' '))"
+up_and_hls
+r=$?
+if [ -z "$BOOT_API" ]; then
+    fail_rest boot "(the API did not answer within $wait_s s: $(tail -5 "$SERIAL" | tr '\n' ' '))"
+fi
+if CTL_TIMEOUT=20 ctl log 400 >"$OUT/brume-1-early.log" 2>&1 && login &&
+    api "$WEB/api/v1/streams" >"$OUT/streams-default.json" && grep -q '"demo"' "$OUT/streams-default.json"; then
+    pass "boot: the API answers $BOOT_API s after QEMU started; the default configuration has the demo stream"
+else
+    fail "boot: API answers after $BOOT_API s, but login or the default demo stream failed: $(head -c 300 "$OUT/streams-default.json" 2>/dev/null)"
+fi
+ctl mounts >"$OUT/mounts.txt" 2>&1
+if grep -q '^root: read-only' "$OUT/mounts.txt" && grep -Eq '^/dev/vda /data ext4 rw' "$OUT/mounts.txt" &&
+    grep -Eq '^tmpfs /run tmpfs' "$OUT/mounts.txt" && grep -Eq '^tmpfs /dev/shm tmpfs' "$OUT/mounts.txt" &&
+    grep -Eq '^rootfs / rootfs ro|^none / rootfs ro|/ (rootfs|tmpfs|ramfs) ro' "$OUT/mounts.txt"; then
+    pass "layout: root read-only, /dev/vda (ext4) on /data, tmpfs /run and /dev/shm"
+else
+    fail "layout: $(tr '\n' ';' <"$OUT/mounts.txt" | cut -c1-400)"
+fi
+if [ $r = 0 ] && hls_h264 demo "$OUT/demo-1.json"; then
+    pass "demo-hls: ffprobe reads /hls/demo/index.m3u8: $(vinfo "$OUT/demo-1.json"); first segment $BOOT_SEG s after QEMU started"
+else
+    fail "demo-hls: $(cat "$OUT/demo-1.json" "$OUT/demo-1.json.err" 2>/dev/null | tr -s ' \n' ' ' | cut -c1-300)"
+fi
+STREAM='{"name":"persist","source":{"type":"testsrc","width":160,"height":90,"fps":5,"bitrate_kbps":100},"always_on":false}'
+if api -X POST -H 'Content-Type: application/json' "$WEB/api/v1/streams" -d "$STREAM" >"$OUT/create.json" 2>"$OUT/create.err" &&
+    has_persist 1; then
+    pass "create: POST /api/v1/streams created persist (testsrc, on demand)"
+else
+    fail "create: $(cat "$OUT/create.json" "$OUT/create.err" 2>/dev/null | tr -s ' \n' ' ' | cut -c1-300)"
+fi
+# Idle memory: no viewer for a while (the HLS viewers above time out), then /proc.
+sleep 10
+ctl mem >"$OUT/mem-1.txt" 2>&1
+MEM1=$(sed -n 's/^brume procs=\([0-9]*\) rss_kb=\([0-9]*\) pss_kb=\([0-9]*\)/\1 \2 \3/p' "$OUT/mem-1.txt")
+ALL1=$(sed -n 's/^userland procs=\([0-9]*\) rss_kb=\([0-9]*\) pss_kb=\([0-9]*\)/\1 \2 \3/p' "$OUT/mem-1.txt")
+SYS1=$(sed -n 's/^system used_kb=\([0-9]*\).*/\1/p' "$OUT/mem-1.txt")
+SEG1=$BOOT_SEG
+
+log "shutting down (poweroff over the control channel)"
+if shutdown_guest 1; then
+    if e2fsck -fn "$DISK" >"$OUT/fsck.log" 2>&1; then
+        pass "shutdown: SIGTERM to brume, sync, /data unmounted, QEMU powered off; e2fsck: clean"
+    else
+        fail "shutdown: e2fsck -fn finds errors: $(tail -5 "$OUT/fsck.log" | tr '\n' ' ')"
+    fi
+else
+    fail "shutdown: not clean: $(tr '\n' ' ' <"$OUT/poweroff-1.txt" | cut -c1-300)"
+fi
+
+# ---------------------------------------------------------------- second boot
+log "booting the appliance again (2), same data disk"
+boot 2 || fail_rest reboot "(QEMU did not start: $(tail -3 "$OUT/serial-2.log" | tr '\n' ' '))"
+up_and_hls
+r=$?
+if [ -n "$BOOT_API" ] && login && has_persist 2 && [ $r = 0 ] && hls_h264 demo "$OUT/demo-2.json"; then
+    pass "reboot: persist is still in GET /api/v1/streams; demo HLS plays again ($(vinfo "$OUT/demo-2.json"), first segment $BOOT_SEG s after QEMU started)"
+else
+    fail "reboot: api ${BOOT_API:-never}, segment ${BOOT_SEG:-never}: $(head -c 300 "$OUT/streams-2.json" 2>/dev/null) $(cat "$OUT/demo-2.json.err" 2>/dev/null | head -c 200)"
+fi
+if wait_for 120 playlist_ready persist && hls_h264 persist "$OUT/persist.json"; then
+    pass "persist-hls: the stream created before the reboot plays on demand: $(vinfo "$OUT/persist.json")"
+else
+    fail "persist-hls: $(cat "$OUT/persist.json" "$OUT/persist.json.err" 2>/dev/null | tr -s ' \n' ' ' | cut -c1-300)"
+fi
+shutdown_guest 2 >/dev/null 2>&1 || true
+stop_guest
+
+read -r bn brss bpss <<<"${MEM1:-? ? ?}"
+read -r an arss apss <<<"${ALL1:-? ? ?}"
+mb() { awk -v k="$1" 'BEGIN {if (k ~ /^[0-9]+$/) printf "%.1f MiB", k / 1024; else print "?"}'; }
+SUMMARY="appliance: boot to first HLS segment ${SEG1:-?} s (emulated; reboot ${BOOT_SEG:-?} s); userland memory: brume $bn processes RSS $(mb "$brss") PSS $(mb "$bpss"), all $an processes RSS $(mb "$arss") PSS $(mb "$apss"), kernel+userland used $(mb "${SYS1:-?}")"
+finish
