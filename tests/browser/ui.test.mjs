@@ -4,8 +4,10 @@
 // log out and in, create a synthetic stream and an RTMP one, see the live thumbnail,
 // watch the stream in the page (the video advances and paints a real picture), make a
 // mistake in the editor and read the error next to the field, export the
-// configuration, try a bad import, record the stream and play the file in the page, and
-// check the phone layout.
+// configuration, try a bad import, record the stream and play the file in the page, set
+// up a simulated GPIO button and LED and triggers (a webhook to a loopback receiver, the
+// button toggling the recording), press the button from the page, push a stream to the
+// RTMP ingest, and check the phone layout.
 //
 // Screenshots go to tests/out/. The last line is "N passed, M failed"; the exit code
 // is non-zero when anything failed.
@@ -13,6 +15,7 @@
 import { chromium } from 'playwright-core';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
+import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -24,7 +27,7 @@ const BIN = process.env.BRUME_BIN || path.join(repo, 'target/debug/brume');
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const OUT = path.join(repo, 'tests/out');
 const PASSWORD = 'browser-admin-pw';
-const LIMIT_MS = 240_000;
+const LIMIT_MS = 360_000;
 
 const results = [];
 const consoleErrors = [];
@@ -33,6 +36,7 @@ let context = null;
 let tmp = null;
 let userDir = null;
 let page = null;
+let hooks = null;
 const prefix = `brumebrowser${process.pid}`;
 
 function log(msg) {
@@ -59,6 +63,11 @@ async function step(name, fn) {
 
 function check(cond, msg) {
   if (!cond) throw new Error(msg);
+}
+
+/** JSON text with every object's keys sorted: equal values give equal text. */
+function canon(v) {
+  return JSON.stringify(v, (k, x) => (x && typeof x === 'object' && !Array.isArray(x) ? Object.fromEntries(Object.entries(x).sort(([a], [b]) => (a < b ? -1 : 1))) : x));
 }
 
 function freePort() {
@@ -153,8 +162,31 @@ function apiInPage(page, method, p, body) {
   }, [method, p, body === undefined ? null : JSON.stringify(body)]);
 }
 
+/** A loopback webhook receiver: keeps every POSTed JSON body, answers 200. */
+function startHooks() {
+  const bodies = [];
+  const srv = http.createServer((req, res) => {
+    let data = '';
+    req.on('data', (c) => (data += c));
+    req.on('end', () => {
+      try {
+        bodies.push(JSON.parse(data));
+      } catch (e) {
+        bodies.push({ unparsed: data });
+      }
+      res.writeHead(200, { 'Content-Type': 'text/plain' });
+      res.end('ok');
+    });
+  });
+  return new Promise((resolve) => srv.listen(0, '127.0.0.1', () => {
+    srv.unref();
+    resolve({ bodies, url: `http://127.0.0.1:${srv.address().port}/hook`, close: () => srv.close() });
+  }));
+}
+
 async function main() {
   fs.mkdirSync(OUT, { recursive: true });
+  hooks = await startHooks();
   if (!(await step('brume serve starts without an admin password', async () => {
     await startServer();
     const log = serverLog();
@@ -439,12 +471,131 @@ async function main() {
     check(st.active === false && !st.error, `recording state ${JSON.stringify(st)}`);
   });
 
-  await step('triggers and GPIO say they are not built yet', async () => {
-    for (const [p, text] of [['triggers', 'Coming with trigger support'], ['gpio', 'Coming with GPIO support']]) {
-      await page.goto(`${base}/#/${p}`);
-      await page.waitForSelector(`[data-later=${p}]`);
-      check((await page.locator(`[data-later=${p}]`).textContent()).includes(text), `${p} page`);
-    }
+  await step('GPIO page: a simulated button and LED, the LED bound to cam recording (a line clash is refused at its field)', async () => {
+    await page.goto(`${base}/#/gpio`);
+    await page.waitForSelector('#gpio-form');
+    check((await page.locator('#gpio-pins').textContent()).includes('not configured'), 'no "not configured" message');
+    await page.selectOption('#g-backend', 'sim');
+    const rows = page.locator('#g-pins .pin-edit');
+    await page.click('#g-add-pin');
+    await rows.nth(0).locator('input[id$=-name]').fill('button');
+    await rows.nth(0).locator('input[id$=-line]').fill('17');
+    await rows.nth(0).locator('select[id$=-direction]').selectOption('input');
+    await rows.nth(0).locator('select[id$=-pull]').selectOption('up');
+    await rows.nth(0).locator('input[id$=-active_low]').check();
+    await page.click('#g-add-pin');
+    await rows.nth(1).locator('input[id$=-name]').fill('led');
+    await rows.nth(1).locator('select[id$=-direction]').selectOption('output');
+    await rows.nth(1).locator('input[id$=-line]').fill('17');
+    await page.click('#g-add-binding');
+    const b = page.locator('#g-bindings .binding-edit').nth(0);
+    await b.locator('select[id$=-pin]').selectOption('led');
+    await b.locator('select[id$=-when]').selectOption('recording');
+    await b.locator('select[id$=-stream]').selectOption('cam');
+    await page.click('#g-save');
+    const err = page.locator('[data-field="gpio.pins.led.line"] .field-error');
+    await err.waitFor();
+    check(/used by another pin/.test(await err.textContent()), `error text: ${await err.textContent()}`);
+    check((await apiInPage(page, 'GET', '/gpio')).body.configured === false, 'a refused save configured GPIO');
+    await rows.nth(1).locator('input[id$=-line]').fill('27');
+    await page.click('#g-save');
+    await page.waitForSelector('.pin-row[data-pin=button][data-active=false] button.press');
+    await page.waitForSelector('.pin-row[data-pin=led][data-active=false] button.toggle');
+    check((await page.locator('[data-fact=backend] dd').textContent()) === 'sim', 'backend not shown');
+    const g = (await apiInPage(page, 'GET', '/gpio')).body.config;
+    check(canon(g.pins.button) === canon({ line: 17, direction: 'input', pull: 'up', active_low: true, debounce_ms: 20, initial: false }), `button: ${JSON.stringify(g.pins.button)}`);
+    check(g.pins.led.line === 27 && g.pins.led.direction === 'output', `led: ${JSON.stringify(g.pins.led)}`);
+    check(canon(g.bindings) === canon([{ pin: 'led', when: 'recording', stream: 'cam', mode: 'on' }]), `bindings: ${JSON.stringify(g.bindings)}`);
+  });
+
+  await step('Triggers page: a bad webhook URL is refused at its field; a webhook and a button trigger are added', async () => {
+    await page.goto(`${base}/#/triggers`);
+    await page.waitForSelector('#trigger-list .empty');
+    await page.click('#new-trigger');
+    await page.waitForSelector('#trigger-form');
+    await page.selectOption('#t-event-0', 'recording.started');
+    await page.check('input[name=handler-type][value=webhook]');
+    await page.fill('#t-url', 'ftp://x');
+    await page.click('#t-save');
+    const err = page.locator('[data-field="handler.url"] .field-error');
+    await err.waitFor();
+    check((await err.textContent()).length > 3, 'empty error');
+    check((await apiInPage(page, 'GET', '/triggers')).body.triggers.length === 0, 'a refused trigger was saved');
+    await page.fill('#t-url', hooks.url);
+    await page.click('#t-save');
+    await page.waitForSelector('.trigger[data-index="0"]');
+    await page.waitForSelector('#trigger-form', { state: 'detached' });
+    const first = await page.locator('.trigger[data-index="0"]').textContent();
+    check(first.includes('recording.started') && first.includes(hooks.url), `listed as: ${first}`);
+
+    await page.click('#new-trigger');
+    await page.waitForSelector('#trigger-form');
+    await page.selectOption('#t-event-0', 'gpio.edge');
+    await page.fill('#t-match', 'pin=button active=true');
+    await page.check('input[name=handler-type][value=action]');
+    await page.selectOption('#t-action', 'toggle_recording');
+    await page.selectOption('#t-action-stream', 'cam');
+    await page.click('#t-save');
+    await page.waitForSelector('.trigger[data-index="1"]');
+    const second = await page.locator('.trigger[data-index="1"]').textContent();
+    check(second.includes('gpio.edge') && second.includes('pin=button') && second.includes('active=true') && second.includes('of cam'), `listed as: ${second}`);
+    const saved = (await apiInPage(page, 'GET', '/triggers')).body.triggers;
+    check(canon(saved[1]) === canon({ event: 'gpio.edge', match: { active: true, pin: 'button' }, handler: { type: 'action', action: 'toggle_recording', stream: 'cam' } }), `saved: ${JSON.stringify(saved)}`);
+    check(saved[0].handler.type === 'webhook' && saved[0].handler.url === hooks.url, `saved: ${JSON.stringify(saved[0])}`);
+  });
+
+  await step('Press the button on the GPIO page: cam records, the LED lights, the webhook runs (screenshots)', async () => {
+    await page.goto(`${base}/#/gpio`);
+    await page.click('.pin-row[data-pin=button] button.press');
+    await page.waitForSelector('.pin-row[data-pin=led][data-active=true]', { timeout: 10_000 });
+    check((await apiInPage(page, 'GET', '/streams/cam')).body.status.recording.active === true, 'cam is not recording');
+    await page.screenshot({ path: path.join(OUT, 'gpio.png'), fullPage: true });
+    await page.goto(`${base}/#/`);
+    await page.waitForSelector('.card[data-stream=cam][data-recording=true] .rec-badge', { timeout: 10_000 });
+    await waitFor('the webhook to receive recording.started', 15_000, () => hooks.bodies.some((e) => e.event === 'recording.started' && e.stream === 'cam'));
+    await page.goto(`${base}/#/triggers`);
+    await page.waitForSelector('#trigger-runs .run[data-event="gpio.edge"][data-result=ok]', { timeout: 10_000 });
+    await page.waitForSelector('#trigger-runs .run[data-event="recording.started"][data-result=ok]', { timeout: 10_000 });
+    await page.waitForSelector('#recent-events .event[data-event="gpio.edge"]');
+    check((await page.locator('.trigger[data-index="1"] .trigger-last').textContent()).includes('ok'), 'no last run on the button trigger');
+    await page.screenshot({ path: path.join(OUT, 'triggers.png'), fullPage: true });
+    await page.goto(`${base}/#/gpio`);
+    await page.click('.pin-row[data-pin=button] button.press');
+    await page.waitForSelector('.pin-row[data-pin=led][data-active=false]', { timeout: 15_000 });
+    await waitFor('the recording to stop', 15_000, async () => (await apiInPage(page, 'GET', '/streams/cam')).body.status.recording.active === false);
+  });
+
+  await step('GPIO page: an output turned on and off by hand', async () => {
+    await page.click('.pin-row[data-pin=led] button.toggle');
+    await page.waitForSelector('.pin-row[data-pin=led][data-active=true]');
+    await page.click('.pin-row[data-pin=led] button.toggle');
+    await page.waitForSelector('.pin-row[data-pin=led][data-active=false]');
+  });
+
+  await step('Pushes page: a bad URL is refused; a push of cam to studio goes live, stops, is deleted', async () => {
+    await page.goto(`${base}/#/pushes`);
+    await page.waitForSelector('#pushes .empty');
+    await page.click('#new-push');
+    await page.waitForSelector('#push-form');
+    await page.fill('#p-name', 'relay');
+    await page.selectOption('#p-stream', 'cam');
+    await page.fill('#p-url', 'http://example.invalid/live/key');
+    await page.click('#p-save');
+    await page.locator('[data-field=url] .field-error').waitFor();
+    await page.fill('#p-url', `rtmp://127.0.0.1:${server.rtmpPort}/live/studio?key=studio-key-1`);
+    await page.click('#p-save');
+    const row = page.locator('.push-row[data-push=relay]');
+    await page.waitForSelector('.push-row[data-push=relay][data-state=stopped]');
+    check(!(await row.textContent()).includes('studio-key-1'), 'the stream key is shown');
+    await row.locator('button.start-stop').click();
+    await page.waitForSelector('.push-row[data-push=relay][data-state=pushing]', { timeout: 20_000 });
+    await waitFor('studio to go live from the push', 20_000, async () => (await apiInPage(page, 'GET', '/streams/studio')).body.status.state === 'live');
+    await page.screenshot({ path: path.join(OUT, 'pushes.png'), fullPage: true });
+    await row.locator('button.start-stop').click();
+    await page.waitForSelector('.push-row[data-push=relay][data-state=stopped][data-active=false]', { timeout: 15_000 });
+    await row.locator('button.danger').click();
+    await page.waitForSelector('#pushes .empty');
+    check((await apiInPage(page, 'GET', '/pushes')).body.pushes.length === 0, 'the push is still configured');
   });
 
   await step('delete a stream from the editor', async () => {
@@ -458,7 +609,7 @@ async function main() {
 
   await step('phone screen: nothing wider than the screen', async () => {
     await page.setViewportSize({ width: 390, height: 844 });
-    for (const p of ['#/', '#/edit/cam', '#/watch/cam', '#/recordings', '#/system']) {
+    for (const p of ['#/', '#/edit/cam', '#/watch/cam', '#/recordings', '#/triggers', '#/gpio', '#/pushes', '#/system']) {
       await page.goto(`${base}/${p}`);
       await page.waitForSelector('main h1');
       await sleep(300);

@@ -216,3 +216,114 @@ fn recorder_killed_mid_recording_leaves_a_file_that_plays_to_the_kill() {
         );
     }
 }
+
+/// A small tmpfs mounted for a test, unmounted when dropped.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(at: PathBuf, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(&at).expect("mount point");
+        // SAFETY: getuid takes no arguments.
+        assert_eq!(
+            unsafe { libc::getuid() },
+            0,
+            "this test mounts a small tmpfs to fill it up: run it as root (tests/run does)"
+        );
+        let st = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&at)
+            .status()
+            .expect("run mount");
+        assert!(st.success(), "mount a tmpfs on {}", at.display());
+        Tmpfs(at)
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+fn events_named(server: &Server, name: &str) -> Vec<Value> {
+    let (_, v) = server.get("/api/v1/events?limit=500");
+    v["events"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| e["event"] == name)
+        .collect()
+}
+
+/// A full disk: with a retention policy the oldest recordings make room and the
+/// recording goes on; without one it stops cleanly with "disk full". Both fire
+/// `disk.low`, and what was written plays.
+#[test]
+fn full_disk_fires_disk_low_and_retention_makes_room() {
+    let config = r#"{"streams":{"demo":{"source":{"type":"testsrc","width":640,"height":360,"fps":15,"bitrate_kbps":4000,"jpeg_fps":0},"always_on":true}},
+        "recording":{"dir":"rec","segment_s":10,"disk_low_mb":1,"retention":{"min_free_mb":1}}}"#;
+    let server = Server::start(Some(config));
+    let rec = server.dir.join("rec");
+    let _fs = Tmpfs::mount(rec.clone(), "1536k");
+    // An old recording that retention may delete: less than 1 MiB stays free.
+    let old = rec.join("demo/2020-01-01/demo-000000.mp4");
+    std::fs::create_dir_all(old.parent().unwrap()).unwrap();
+    std::fs::write(&old, vec![0u8; 700 * 1024]).unwrap();
+    server.login();
+    server.wait_live("demo", Duration::from_secs(20));
+    let (st, v) = server.post("/api/v1/streams/demo/recording", "");
+    assert_eq!(st, 200, "{v}");
+
+    // The disk fills: the old file goes, the recording goes on.
+    wait_until(
+        Duration::from_secs(60),
+        "retention to delete the old recording",
+        || (!old.exists()).then_some(()),
+    );
+    wait_until(Duration::from_secs(30), "a disk.low event", || {
+        events_named(&server, "disk.low").first().cloned()
+    });
+    let r = recording_of(&server);
+    assert_eq!(
+        r["active"], true,
+        "with retention the recording goes on: {r}"
+    );
+    assert!(
+        server.log().contains("retention deleted a recording"),
+        "the deletion is logged"
+    );
+
+    // Without retention, the next full disk stops the recording cleanly.
+    let mut c = server.config_on_disk();
+    c["recording"].as_object_mut().unwrap().remove("retention");
+    let (st, v) = server.put("/api/v1/config", &c.to_string());
+    assert_eq!(st, 200, "{v}");
+    let r = wait_until(
+        Duration::from_secs(90),
+        "the recording to stop on a full disk",
+        || {
+            let r = recording_of(&server);
+            (r["active"] == false).then_some(r)
+        },
+    );
+    assert_eq!(r["error"], "disk full", "{r}");
+    let full = wait_until(Duration::from_secs(10), "disk.low with full=true", || {
+        events_named(&server, "disk.low")
+            .into_iter()
+            .find(|e| e["full"] == true)
+    });
+    assert_eq!(full["stream"], "demo", "{full}");
+    let ended = events_named(&server, "recording.ended");
+    assert!(
+        ended.iter().any(|e| e["reason"] == "disk full"),
+        "{ended:?}"
+    );
+    // The file it was writing plays up to where the disk filled.
+    let file = r["file"].as_str().expect("the last file").to_string();
+    let path = rec.join(&file);
+    let copy = server.dir.join("last.mp4");
+    std::fs::copy(&path, &copy).expect("copy the last file");
+    assert_decodes_clean(copy.to_str().unwrap(), None);
+    assert!(duration_of(copy.to_str().unwrap()) > 0.5);
+}

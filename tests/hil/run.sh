@@ -14,7 +14,11 @@
 #              vivid's 640x360 and an audio track, a 1 kHz tone played into the
 #              loopback's playback side comes out of the stream at 1 kHz, and unbinding
 #              vivid (unplug) shows `device-missing` in the API until it is bound again
-#              and the stream comes back.
+#              and the stream comes back. GPIO through the real character device
+#              (gpio-sim): pulling the button line low (a press) starts a recording of
+#              `demo` and lights the LED line (read back from sim_gpioN/value); a
+#              second press stops both; the file plays and lasts as long as the
+#              presses were apart (within 1 s).
 # Default: both groups. With --only synthetic the guests run a configuration without
 # the camera stream. With --only camera the synthetic checks still run first (they
 # prove the guest works) but are not counted.
@@ -63,7 +67,7 @@ fail() {
     if [ $counting = 1 ]; then failed=$((failed + 1)); echo "FAIL: $*"; else echo "failed (not counted): $*"; fi
 }
 SYNTHETIC_TESTS=(boot drivers serve demo-hls)
-CAMERA_TESTS=(devices cam-hls tone unplug replug)
+CAMERA_TESTS=(devices cam-hls tone unplug replug gpio-press gpio-release gpio-file)
 finish() {
     log "done"
     echo
@@ -304,6 +308,52 @@ camera_tests() {
     fi
 }
 
+gpio_tests() {
+    local arch=$1 t0 t1 between rec file
+    login || true
+    led() { ctl gpio 5 2>/dev/null | sed -n 's/^value //p'; }
+    press() { ctl gpio 3 pull-down >/dev/null 2>&1 && sleep 0.3 && ctl gpio 3 pull-up >/dev/null 2>&1; }
+    recording() { api /api/v1/streams/demo >"$out/demo-status.json" 2>/dev/null && jget "$out/demo-status.json" 'd["status"]["recording"]["active"]'; }
+    api /api/v1/gpio >"$out/gpio.json" 2>/dev/null
+    if [ "$(jget "$out/gpio.json" 'd.get("error")')" != None ] || [ "$(led)" != 0 ]; then
+        fail "$arch: gpio-press: gpio not ready (LED value '$(led)'): $(tr -s ' \n' ' ' <"$out/gpio.json" | cut -c1-300)"
+        fail "$arch: gpio-release: gpio not ready"
+        fail "$arch: gpio-file: gpio not ready"
+        return 1
+    fi
+    press
+    t0=$(date +%s.%N)
+    on() { [ "$(recording)" = True ] && [ "$(led)" = 1 ]; }
+    if wait_for 30 on; then
+        pass "$arch: gpio-press: button line 3 pulled low on $(jget "$out/gpio.json" 'd["device"]'): recording started, LED line 5 reads 1"
+    else
+        fail "$arch: gpio-press: recording '$(recording)', LED '$(led)': $(ctl log 20 2>&1 | grep -i gpio | tr '\n' ' ' | cut -c1-300)"
+        fail "$arch: gpio-release: no recording to stop"
+        fail "$arch: gpio-file: no recording"
+        return 1
+    fi
+    sleep 6
+    press
+    t1=$(date +%s.%N)
+    between=$(python3 -c "print(round($t1 - $t0, 2))")
+    file=$(jget "$out/demo-status.json" 'd["status"]["recording"]["file"]')
+    off() { [ "$(recording)" = False ] && [ "$(led)" = 0 ]; }
+    if wait_for 30 off; then
+        pass "$arch: gpio-release: second press stopped the recording and the LED reads 0"
+    else
+        fail "$arch: gpio-release: recording '$(recording)', LED '$(led)'"
+    fi
+    rec=$out/gpio-recording.mp4
+    if curl -fsS -m 120 -H "Authorization: Bearer $TOKEN" -o "$rec" "$WEB/api/v1/recordings/$file" &&
+        d=$(timeout 60 ffprobe -v error -show_entries format=duration -of csv=p=0 "$rec") &&
+        [ "$(python3 -c "print(abs($d - $between) <= 1.0)")" = True ] &&
+        timeout 120 ffmpeg -v error -nostdin -i "$rec" -f null - 2>"$rec.err" && [ ! -s "$rec.err" ]; then
+        pass "$arch: gpio-file: $file decodes clean, $d s for presses $between s apart"
+    else
+        fail "$arch: gpio-file: '$file': duration '${d:-?}' s for presses $between s apart: $(head -c 300 "$rec.err" 2>/dev/null)"
+    fi
+}
+
 # ---------------------------------------------------------------- each guest
 mode=synthetic
 [ "$only" = synthetic ] || mode=camera
@@ -342,7 +392,10 @@ for arch in "${arches[@]}"; do
         pass "$arch: boot: Debian $ABI-$arch under QEMU TCG, control server up after $(secs "$T_BOOT") s"
         synthetic_tests "$arch"
         counting=1
-        [ "$only" = synthetic ] || camera_tests "$arch"
+        if [ "$only" != synthetic ]; then
+            camera_tests "$arch"
+            gpio_tests "$arch"
+        fi
     else
         counting=1
         fail_guest "$arch" "(the guest did not come up within $wait_s s: $(tail -5 "$out/serial.log" | tr '\n' ' '))"

@@ -6,9 +6,11 @@ import { clear, h } from './dom.js';
 import { loginView, setupView } from './views/auth.js';
 import { dashboardView } from './views/dashboard.js';
 import { editorView } from './views/editor.js';
-import { laterView } from './views/later.js';
+import { gpioView } from './views/gpio.js';
+import { pushesView } from './views/pushes.js';
 import { recordingsView } from './views/recordings.js';
 import { systemView } from './views/system.js';
+import { triggersView } from './views/triggers.js';
 import { watchView } from './views/watch.js';
 
 const main = document.getElementById('main');
@@ -21,7 +23,9 @@ const routes = [
   [/^\/edit\/([^/]+)$/, 'dashboard', () => editorView],
   [/^\/watch\/([^/]+)$/, 'dashboard', () => watchView],
   [/^\/recordings$/, 'recordings', () => recordingsView],
-  [/^\/(triggers|gpio)$/, null, () => laterView],
+  [/^\/triggers$/, 'triggers', () => triggersView],
+  [/^\/gpio$/, 'gpio', () => gpioView],
+  [/^\/pushes$/, 'pushes', () => pushesView],
   [/^\/system$/, 'system', () => systemView],
 ];
 
@@ -71,6 +75,7 @@ function titleOf(path) {
   if (p[0] === 'new') return 'New stream';
   if (p[0] === 'edit') return `Edit ${p[1]}`;
   if (p[0] === 'watch') return p[1];
+  if (p[0] === 'gpio') return 'GPIO';
   return p[0][0].toUpperCase() + p[0].slice(1);
 }
 

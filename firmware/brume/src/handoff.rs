@@ -18,6 +18,8 @@ pub enum Message {
     Demand { stream: String },
     /// A log line from another Brume process (for the API's recent logs).
     Log(String),
+    /// An event fired in another process (a JSON object with `event` and `stream`).
+    Event(serde_json::Value),
     /// An input's own account of its state ("running", "device-missing", "error").
     Status {
         stream: String,
@@ -54,6 +56,13 @@ fn send(to: &Path, payload: &[u8], fd: Option<RawFd>) -> std::io::Result<()> {
         Some(&addr),
     )?;
     Ok(())
+}
+
+/// Sends an event to the controller's triggers (best effort, like a status).
+pub fn send_event(to: &Path, event: &serde_json::Value) -> std::io::Result<()> {
+    let mut payload = vec![b'E'];
+    payload.extend_from_slice(event.to_string().as_bytes());
+    send(to, &payload, None)
 }
 
 pub fn send_connection(to: &Path, fd: RawFd, head: &[u8]) -> std::io::Result<()> {
@@ -109,6 +118,10 @@ pub fn recv(sock: &UnixDatagram) -> std::io::Result<Message> {
                     error: field("error"),
                 });
             }
+            (Some(b'E'), None) => match serde_json::from_slice(&data[1..]) {
+                Ok(v @ serde_json::Value::Object(_)) => return Ok(Message::Event(v)),
+                _ => continue,
+            },
             (Some(b'L'), None) => {
                 return Ok(Message::Log(
                     String::from_utf8_lossy(&data[1..]).into_owned(),

@@ -9,8 +9,10 @@ mod handoff;
 mod input;
 mod listen;
 mod logging;
+mod push;
 mod recorder;
 mod serve;
+mod webhook;
 mod worker;
 
 use std::process::ExitCode;
@@ -23,13 +25,13 @@ USAGE:
         Run everything: controller, listeners, inputs. Creates PATH with a demo
         stream if it does not exist.
     brume devices
-        List the V4L2 cameras (formats, sizes, frame rates) and ALSA capture
-        devices, as JSON.
+        List the V4L2 cameras (formats, sizes, frame rates), ALSA capture
+        devices and GPIO chips, as JSON.
     brume bench [shm|latency|fanout|controller|all]
         Measure and print figures (see README).
     brume --version
 
-Internal roles (started by brume itself): controller, listen, input, record.
+Internal roles (started by brume itself): controller, listen, input, record, push.
 ";
 
 fn main() -> ExitCode {
@@ -42,6 +44,7 @@ fn main() -> ExitCode {
         "listen" => listen::main(rest),
         "input" => input::main(rest),
         "record" => recorder::main(rest),
+        "push" => push::main(rest),
         "bench" => worker::bench::main(rest),
         "devices" => {
             println!(
@@ -80,6 +83,7 @@ pub fn devices() -> serde_json::Value {
         "video": video.iter().filter(|d| d.capture).collect::<Vec<_>>(),
         "encoders": video.iter().filter(|d| d.m2m).map(|d| &d.path).collect::<Vec<_>>(),
         "audio": brume_hw::alsa_capture::list_devices(),
+        "gpio": brume_hw::gpio::list_chips(),
         "fake": { "video": "fake:camera", "audio": "fake:microphone" },
     })
 }

@@ -13,6 +13,7 @@ pub mod h264;
 pub mod hls;
 pub mod media;
 pub mod ts;
+pub mod ts_demux;
 
 pub use media::{Codec, Frame, Track, TIMESCALE};
 

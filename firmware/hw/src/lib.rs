@@ -6,6 +6,10 @@
 //! at the same instants for A/V sync tests). The Linux implementations in [`v4l2`] and
 //! [`alsa_capture`] are the only code in Brume that issues V4L2 or ALSA ioctls; they
 //! are tested against the real kernel drivers (vivid, snd-aloop) under QEMU.
+//!
+//! GPIO (buttons, LEDs) goes through the [`gpio::Gpio`] trait: in-process `sim` pins
+//! for tests and laptops, the Linux GPIO character device on any board (tested with
+//! gpio-sim under QEMU), and rppal on Raspberry Pi boards.
 
 // Kernel and libasound types (time_t, long, snd_pcm_sframes_t) are 32-bit on armv7
 // and 64-bit on aarch64/x86_64: casts that are no-ops on one target are needed on the
@@ -14,12 +18,15 @@
 
 pub mod alsa_capture;
 pub mod fake;
+pub mod gpio;
 pub mod v4l2;
+
+pub use gpio::{ChipInfo as GpioChipInfo, Gpio};
 
 use serde::Serialize;
 use std::time::Duration;
 
-/// Errors from capture devices, with the device they concern.
+/// Errors from capture devices and GPIO chips, with the device they concern.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The device does not exist (any more): unplugged, or the driver was unloaded.

@@ -251,6 +251,22 @@ pub(crate) fn encode(value: &Value, out: &mut Vec<u8>) {
     }
 }
 
+/// Appends an ECMA array (marker 0x08: a count, then key/value pairs like an object),
+/// the form FLV `onMetaData` uses. Decoding reads it back as [`Value::Object`].
+pub(crate) fn encode_ecma_array(props: &[(&str, Value)], out: &mut Vec<u8>) {
+    out.push(0x08);
+    let count = u32::try_from(props.len()).unwrap_or(u32::MAX);
+    out.extend_from_slice(&count.to_be_bytes());
+    for (k, v) in props {
+        let key = &k.as_bytes()[..k.len().min(usize::from(u16::MAX))];
+        // Length fits: truncated to u16::MAX above.
+        out.extend_from_slice(&(key.len() as u16).to_be_bytes());
+        out.extend_from_slice(key);
+        encode(v, out);
+    }
+    out.extend_from_slice(&[0, 0, 0x09]);
+}
+
 /// Shorthand for building an object value.
 pub(crate) fn object(props: &[(&str, Value)]) -> Value {
     Value::Object(
@@ -289,6 +305,26 @@ mod tests {
             encode(v, &mut out);
         }
         assert_eq!(decode_all(&out).unwrap(), values);
+    }
+
+    #[test]
+    fn ecma_array_decodes_as_object() {
+        let mut out = Vec::new();
+        encode_ecma_array(
+            &[
+                ("width", Value::Number(640.0)),
+                ("stereo", Value::Boolean(true)),
+            ],
+            &mut out,
+        );
+        assert_eq!(&out[..5], &[0x08, 0, 0, 0, 2]);
+        assert_eq!(
+            decode_all(&out).unwrap(),
+            [object(&[
+                ("width", Value::Number(640.0)),
+                ("stereo", Value::Boolean(true))
+            ])]
+        );
     }
 
     #[test]

@@ -2,15 +2,19 @@
 //!
 //! * [`PublishSession`]: the server side of an RTMP publishing connection, producing
 //!   [`brume_format::Track`]s and [`brume_format::Frame`]s.
+//! * [`PushClient`]: the client side of an RTMP publishing connection, sending
+//!   [`brume_format::Track`]s and [`brume_format::Frame`]s to a server.
 //! * [`flv`]: parsing of FLV video/audio tag bodies (the RTMP media payloads).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod amf0;
+mod client;
 mod error;
 pub mod flv;
 mod session;
 
+pub use client::{PushClient, PushEvent};
 pub use error::{Error, Result};
 pub use session::{PublishSession, RtmpEvent, RtmpLimits};
 

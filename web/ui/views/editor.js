@@ -4,6 +4,7 @@
 
 import * as api from '../api.js';
 import { clear, copyField, h } from '../dom.js';
+import { joinArgs } from '../form.js';
 import { cameraBox } from './camera.js';
 
 const SIZES = [[320, 180], [640, 360], [1280, 720], [1920, 1080]];
@@ -160,6 +161,15 @@ function build(view, { editing, stream, system, devices, go }) {
     idleField.hidden = always.checked;
   }
 
+  // Stream processes are shown, not edited here; a save keeps them (and `record`).
+  const procs = cfg.processes || [];
+  const procBox = procs.length ? h('fieldset', { class: 'processes', id: 'stream-processes' },
+    h('legend', {}, 'Stream processes'),
+    h('ul', { class: 'proc-list' }, procs.map((p) => h('li', { dataset: { process: p.name } },
+      h('b', {}, p.name), ' ', h('code', {}, joinArgs(p.command)),
+      h('span', { class: 'muted' }, ` · ${p.tracks || 'all'} tracks → ${p.no_output ? 'no output' : p.output ? `stream ${p.output}` : 'this stream'} · restart: ${p.restart || 'always'}`)))),
+    h('p', { class: 'hint' }, 'Programs fed this stream; their process.<name> events can start triggers. Change them in the configuration (System: export, edit, import) or through the API; saving here keeps them.')) : null;
+
   const save = h('button', { type: 'submit', class: 'primary', id: 'save' }, editing ? 'Save' : 'Create stream');
   const del = editing ? h('button', { type: 'button', class: 'danger', id: 'delete' }, 'Delete stream') : null;
   const form = h('form', { id: 'stream-form', novalidate: true },
@@ -173,6 +183,7 @@ function build(view, { editing, stream, system, devices, go }) {
     rawBox,
     startBox,
     rtmpStart,
+    procBox,
     h('div', { class: 'actions' }, save, h('a', { class: 'button', href: editing ? `#/watch/${encodeURIComponent(editing)}` : '#/' }, 'Cancel'), del));
   form.addEventListener('change', sync);
   clear(view, form);
@@ -223,6 +234,8 @@ function build(view, { editing, stream, system, devices, go }) {
       always_on: type !== 'rtmp' && always.checked,
       idle_timeout_s: numberOf(idle.value),
     };
+    if (cfg.record) body.record = true;
+    if (procs.length) body.processes = procs;
     save.disabled = true;
     try {
       if (editing) {

@@ -4,6 +4,10 @@
 
 mod api;
 pub mod auth;
+pub mod events;
+pub mod gate;
+mod gpio;
+mod push;
 mod recording;
 mod supervisor;
 mod system;
@@ -58,6 +62,11 @@ pub struct State {
     pub recordings: Mutex<BTreeMap<String, recording::RecState>>,
     /// Payload bytes per second of each stream, sampled once a second.
     pub rates: Mutex<std::collections::HashMap<String, f64>>,
+    /// Recent events, handler runs and the triggers' queues.
+    pub events: events::Hub,
+    pub gate: gate::Gate,
+    pub gpio: gpio::GpioState,
+    pub pushes: Mutex<BTreeMap<String, push::PushState>>,
     pub auth: auth::Auth,
     /// Serialises configuration changes (validate, save, apply).
     pub config_write: tokio::sync::Mutex<()>,
@@ -89,6 +98,10 @@ pub fn main(_args: &[String]) -> Result<(), String> {
         inputs: Mutex::new(BTreeMap::new()),
         recordings: Mutex::new(BTreeMap::new()),
         rates: Mutex::new(std::collections::HashMap::new()),
+        events: events::Hub::default(),
+        gate: gate::Gate::default(),
+        gpio: gpio::GpioState::default(),
+        pushes: Mutex::new(BTreeMap::new()),
         config_write: tokio::sync::Mutex::new(()),
     });
     rt.block_on(run(state, sock))
@@ -110,9 +123,21 @@ async fn run(state: Shared, sock: std::os::unix::net::UnixDatagram) -> Result<()
         })
         .map_err(|e| e.to_string())?;
 
+    events::sync_triggers(&state);
+    events::emit(
+        &state,
+        "system.start",
+        None,
+        serde_json::json!({ "version": env!("CARGO_PKG_VERSION") }),
+    );
+    gpio::apply(&state);
+    tokio::spawn(gpio::bindings(state.clone()));
+    tokio::spawn(gate::serve(state.clone()));
     supervisor::start_configured(&state);
     recording::start_configured(&state);
+    push::apply(&state).await;
     tokio::spawn(supervisor::housekeeping(state.clone()));
+    tokio::spawn(recording::storage(state.clone()));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| e.to_string())?;
     let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
@@ -130,6 +155,7 @@ async fn run(state: Shared, sock: std::os::unix::net::UnixDatagram) -> Result<()
                 Some(crate::handoff::Message::Status { stream, state: st, error }) => {
                     supervisor::reported(&state, &stream, &st, &error)
                 }
+                Some(crate::handoff::Message::Event(v)) => events::emit_reported(&state, v),
                 None => return Err("hand-over thread ended".into()),
             },
             _ = term.recv() => break,
@@ -137,8 +163,12 @@ async fn run(state: Shared, sock: std::os::unix::net::UnixDatagram) -> Result<()
         }
     }
     tracing::info!("controller stopping");
+    events::emit(&state, "system.stop", None, serde_json::json!({}));
+    push::stop_all(&state).await;
     recording::stop_all(&state).await;
     supervisor::stop_all(&state).await;
+    // Let the triggers deliver system.stop (bounded: serve waits for us).
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), events::drain(&state)).await;
     Ok(())
 }
 

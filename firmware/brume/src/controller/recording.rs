@@ -23,6 +23,8 @@ pub struct RecState {
     pub error: Option<String>,
     pub pid: Option<u32>,
     pub restarts: u64,
+    /// The first file of this recording (for `recording.started`).
+    first_file: Option<String>,
     angel: Option<AngelTask>,
 }
 
@@ -52,6 +54,16 @@ pub fn status(state: &Shared, stream: &str) -> Value {
         .get(stream)
         .map(RecState::json)
         .unwrap_or_else(|| RecState::default().json())
+}
+
+/// True while `stream` is being recorded.
+pub fn is_active(state: &Shared, stream: &str) -> bool {
+    state
+        .recordings
+        .lock()
+        .expect("recordings lock")
+        .get(stream)
+        .is_some_and(|e| e.active && e.running())
 }
 
 /// The recordings directory of the current configuration.
@@ -112,11 +124,33 @@ pub async fn stop(state: &Shared, stream: &str) {
     if let Some(t) = task {
         let _ = t.await;
         tracing::info!(stream = %stream, "recording stopped");
+        ended(state, stream, "stopped");
     }
     update(state, stream, |e| {
         e.active = false;
         e.pid = None;
     });
+}
+
+/// Fires `recording.ended` with the last file and the recording's duration.
+fn ended(state: &Shared, stream: &str, reason: &str) {
+    let (file, since) = state
+        .recordings
+        .lock()
+        .expect("recordings lock")
+        .get(stream)
+        .map(|e| (e.file.clone(), e.since_ms))
+        .unwrap_or_default();
+    let duration_s = since.map(|s| now_ms().saturating_sub(s) as f64 / 1000.0);
+    let path = file
+        .as_ref()
+        .map(|f| dir(state).join(f).display().to_string());
+    super::events::emit(
+        state,
+        "recording.ended",
+        Some(stream),
+        json!({ "file": file, "path": path, "duration_s": duration_s, "reason": reason }),
+    );
 }
 
 /// Starts the recordings of streams configured with `"record": true` (not those that
@@ -159,6 +193,7 @@ pub async fn stop_all(state: &Shared) {
 
 /// Stops the recording with `error` (it is not restarted).
 fn stopped(state: &Shared, stream: &str, error: String) {
+    ended(state, stream, &error);
     update(state, stream, |e| {
         e.active = false;
         e.pid = None;
@@ -220,7 +255,18 @@ async fn run(state: Shared, stream: String, mut stop: watch::Receiver<bool>) {
                 } => match line {
                     Ok(Some(l)) => {
                         if let Some(f) = l.strip_prefix("file ") {
-                            update(&state, &stream, |e| e.file = Some(f.to_string()));
+                            let mut first = false;
+                            update(&state, &stream, |e| {
+                                e.file = Some(f.to_string());
+                                if e.first_file.is_none() {
+                                    e.first_file = Some(f.to_string());
+                                    first = true;
+                                }
+                            });
+                            if first {
+                                let path = self::dir(&state).join(f).display().to_string();
+                                super::events::emit(&state, "recording.started", Some(&stream), json!({ "file": f, "path": path }));
+                            }
                         } else if let Some(m) = l.strip_prefix("error ") {
                             error = Some(m.to_string());
                         }
@@ -260,6 +306,19 @@ async fn run(state: Shared, stream: String, mut stop: watch::Receiver<bool>) {
         }
         let code = status.and_then(|s| s.code());
         if code == Some(EXIT_DISK_FULL) {
+            let d = self::dir(&state);
+            let free = free_mb(&d);
+            super::events::emit(
+                &state,
+                "disk.low",
+                Some(&stream),
+                json!({ "dir": d.display().to_string(), "free_mb": free, "full": true }),
+            );
+            // With a retention policy, make room and carry on in a new file.
+            if enforce_retention(&state) > 0 {
+                tracing::warn!(stream = %stream, "disk full: deleted old recordings, recording on");
+                continue;
+            }
             return stopped(&state, &stream, "disk full".into());
         }
         if code == Some(EXIT_WRITE_ERROR) {
@@ -293,6 +352,101 @@ async fn run(state: Shared, stream: String, mut stop: watch::Receiver<bool>) {
                 return stopped(&state, &stream, reason);
             }
         }
+    }
+}
+
+/// Free space of the filesystem holding `dir` (MiB), if it can be read.
+#[allow(clippy::unnecessary_cast)]
+pub fn free_mb(dir: &Path) -> Option<u64> {
+    // The directory may not exist yet: ask about the nearest one that does.
+    let existing = dir.ancestors().find(|p| p.exists())?;
+    let s = nix::sys::statvfs::statvfs(existing).ok()?;
+    Some((s.blocks_available() as u64).saturating_mul(s.fragment_size() as u64) >> 20)
+}
+
+/// Applies the retention policy: recordings older than `max_age_days` go, then the
+/// oldest go while less than `min_free_mb` is free. Files being written are kept.
+/// Returns how many files were deleted.
+pub fn enforce_retention(state: &Shared) -> usize {
+    let Some(policy) = state
+        .config
+        .lock()
+        .expect("config lock")
+        .recording
+        .retention
+        .clone()
+    else {
+        return 0;
+    };
+    let d = dir(state);
+    let mut deleted = 0;
+    let now = now_ms();
+    for r in list(&d) {
+        let Some(rel) = r["path"].as_str() else {
+            continue;
+        };
+        if in_use(state, rel) {
+            continue;
+        }
+        let age_days = r["modified_ms"]
+            .as_u64()
+            .map(|m| now.saturating_sub(m) / 86_400_000);
+        let too_old = policy.max_age_days > 0
+            && age_days.is_some_and(|a| a >= u64::from(policy.max_age_days));
+        let short = policy.min_free_mb > 0 && free_mb(&d).is_some_and(|f| f < policy.min_free_mb);
+        if !(too_old || short) {
+            if policy.max_age_days == 0 {
+                break; // oldest first: the rest is newer and there is room
+            }
+            continue;
+        }
+        if let Some(p) = resolve(&d, rel) {
+            match std::fs::remove_file(&p) {
+                Ok(()) => {
+                    deleted += 1;
+                    tracing::info!(file = %rel, reason = if too_old { "age" } else { "free space" }, "retention deleted a recording");
+                }
+                Err(e) => {
+                    tracing::warn!(file = %rel, error = %e, "retention could not delete a recording")
+                }
+            }
+        }
+    }
+    deleted
+}
+
+/// Every 10 s: fires `disk.low` when the recordings' filesystem drops below
+/// `disk_low_mb` free (once, until it recovers), and applies the retention policy.
+pub async fn storage(state: Shared) {
+    let mut low = false;
+    loop {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let threshold = state
+            .config
+            .lock()
+            .expect("config lock")
+            .recording
+            .disk_low_mb;
+        let d = dir(&state);
+        let Some(free) = free_mb(&d) else { continue };
+        if !low && threshold > 0 && free < threshold {
+            low = true;
+            tracing::warn!(
+                free_mb = free,
+                threshold_mb = threshold,
+                "recordings disk low"
+            );
+            super::events::emit(
+                &state,
+                "disk.low",
+                None,
+                json!({ "dir": d.display().to_string(), "free_mb": free, "threshold_mb": threshold, "full": false }),
+            );
+        } else if low && free >= threshold + threshold / 10 {
+            low = false;
+        }
+        // The event first, then the remedy.
+        enforce_retention(&state);
     }
 }
 

@@ -220,6 +220,17 @@ async fn run(state: Shared, stream: String, mut stop: watch::Receiver<bool>) {
             tracing::info!(stream = %stream, "input ended; starting it again");
         } else {
             tracing::error!(stream = %stream, status = %how, ran_ms = started.elapsed().as_millis() as u64, "input crashed");
+            super::events::emit(
+                &state,
+                "input.crashed",
+                Some(&stream),
+                serde_json::json!({
+                    "status": how,
+                    "code": status.and_then(|s| s.code()),
+                    "signal": status.and_then(|s| std::os::unix::process::ExitStatusExt::signal(&s)),
+                    "ran_ms": started.elapsed().as_millis() as u64,
+                }),
+            );
         }
         // A camera or microphone that is missing is not a crash loop: wait for it to
         // come back, checking every few seconds, for as long as it takes.

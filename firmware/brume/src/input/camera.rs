@@ -13,12 +13,12 @@
 //!   "device-missing" status for the controller, whose angel keeps retrying with
 //!   back-off and never declares a crash loop for it.
 
+use super::sink::Sink;
 use crate::config::{CameraAudio, CameraVideo};
 use crate::env::Env;
 use brume_codec::{AacEncoder, H264Encoder, JpegEncoder, I420};
 use brume_format::{h264, Codec, Frame, Track};
 use brume_hw::{AudioConfig, AudioSource, PixelFormat, VideoConfig, VideoSource};
-use brume_shm::{Layout, Writer};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::time::Duration;
@@ -34,6 +34,7 @@ pub struct Params {
     pub audio: Option<CameraAudio>,
     pub bitrate_bps: u32,
     pub jpeg_fps: u32,
+    pub processes: Vec<crate::config::StreamProcess>,
 }
 
 enum Msg {
@@ -92,7 +93,7 @@ pub fn run(env: &Env, stream: &str, p: Params) -> Result<(), String> {
     }
     drop(tx);
 
-    let mut writer: Option<Writer> = None;
+    let mut writer: Option<Sink> = None;
     let mut tracks: Vec<Track> = Vec::new();
     let mut inited = std::collections::HashSet::new();
     let mut t0: Option<i64> = None;
@@ -117,7 +118,7 @@ pub fn run(env: &Env, stream: &str, p: Params) -> Result<(), String> {
                     let w = match writer.as_mut() {
                         Some(w) => w,
                         None => {
-                            let w = Writer::open(&env.ns, stream, Layout::default())
+                            let w = Sink::open(env, stream, "camera", &p.processes)
                                 .map_err(|e| e.to_string())?;
                             tracing::info!(
                                 epoch = w.epoch(),
@@ -163,11 +164,12 @@ pub fn run(env: &Env, stream: &str, p: Params) -> Result<(), String> {
     };
     super::STOP.store(true, Ordering::SeqCst); // ends the other capture thread
     if let Some(w) = writer {
-        if result.is_ok() {
-            w.finish();
+        match &result {
+            Ok(()) => w.finish(),
+            // On a device error the buffer stays: the restarted input adopts it and
+            // viewers continue after a discontinuity.
+            Err(e) => w.abandon(e),
         }
-        // On a device error the buffer stays: the restarted input adopts it and
-        // viewers continue after a discontinuity.
     }
     result
 }

@@ -3,7 +3,9 @@
 //! publishers get an input process forked by the listener for their connection.
 
 pub mod camera;
+mod process;
 pub mod rtmp;
+mod sink;
 mod testsrc;
 
 use crate::config::{Config, Source};
@@ -61,6 +63,7 @@ pub fn main(args: &[String]) -> Result<(), String> {
                 audio: *audio,
                 tone_hz: *tone_hz,
                 jpeg_fps: *jpeg_fps,
+                processes: s.processes.clone(),
             },
         ),
         Source::Camera {
@@ -76,6 +79,7 @@ pub fn main(args: &[String]) -> Result<(), String> {
                 audio: audio.clone(),
                 bitrate_bps: bitrate_kbps * 1000,
                 jpeg_fps: *jpeg_fps,
+                processes: s.processes.clone(),
             },
         ),
         Source::Rtmp { .. } => Err(format!(

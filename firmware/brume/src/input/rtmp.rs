@@ -2,10 +2,10 @@
 //! publisher names a configured stream with the right key, this process becomes that
 //! stream's one writer. A malformed or misbehaving publisher ends only this process.
 
+use super::sink::Sink;
 use crate::config::{Config, Source};
 use crate::env::Env;
 use brume_proto::{PublishSession, RtmpEvent, RtmpLimits};
-use brume_shm::{Layout, Writer};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::fd::OwnedFd;
@@ -36,7 +36,7 @@ struct Publish<'a> {
     sock: TcpStream,
     peer: &'a str,
     session: PublishSession,
-    writer: Option<Writer>,
+    writer: Option<Sink>,
     ended: bool,
 }
 
@@ -129,7 +129,7 @@ impl Publish<'_> {
     }
 
     /// Checks the publishing request against the configuration and claims the stream.
-    fn authorize(&self, app: &str, name: &str, query: &str) -> Result<Writer, String> {
+    fn authorize(&self, app: &str, name: &str, query: &str) -> Result<Sink, String> {
         if app != "live" {
             return Err(format!(
                 "unknown application {app:?} (publish to rtmp://HOST/live/STREAM?key=KEY)"
@@ -149,7 +149,7 @@ impl Publish<'_> {
         if !constant_time_eq(given.as_bytes(), key.as_bytes()) {
             return Err("wrong or missing publish key".into());
         }
-        Writer::open(&self.env.ns, name, Layout::default()).map_err(|e| match e {
+        Sink::open(self.env, name, "rtmp", &stream.processes).map_err(|e| match e {
             brume_shm::Error::Busy { .. } => format!("stream {name:?} already has a publisher"),
             e => e.to_string(),
         })

@@ -2,10 +2,10 @@
 //! counter burned in, encoded to H.264 in software, plus a tone encoded to AAC, paced
 //! in real time. Works on any machine; it is the embedded default stream.
 
+use super::sink::Sink;
 use crate::env::Env;
 use brume_codec::{AacEncoder, H264Encoder, JpegEncoder, TestPattern, Tone, I420};
 use brume_format::{Codec, Frame, Track};
-use brume_shm::{Layout, Writer};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -17,6 +17,7 @@ pub struct Params {
     pub audio: bool,
     pub tone_hz: u32,
     pub jpeg_fps: u32,
+    pub processes: Vec<crate::config::StreamProcess>,
 }
 
 const SAMPLE_RATE: u32 = 48_000;
@@ -25,7 +26,7 @@ const AUDIO: u32 = 2;
 const JPEG: u32 = 3;
 
 pub fn run(env: &Env, stream: &str, p: Params) -> Result<(), String> {
-    let mut writer = Writer::open(&env.ns, stream, Layout::default()).map_err(|e| e.to_string())?;
+    let mut writer = Sink::open(env, stream, "testsrc", &p.processes).map_err(|e| e.to_string())?;
     tracing::info!(
         epoch = writer.epoch(),
         width = p.width,

@@ -7,6 +7,7 @@
 //! fork a successor that continues the same byte stream (see `progressive`).
 
 pub mod bench;
+mod gate;
 mod hls;
 mod http;
 mod jpeg;
@@ -49,8 +50,14 @@ pub fn serve_forked(env: &Env, fd: OwnedFd, head: &[u8], slot: Option<usize>, re
             conns,
             slot,
             buf: head.to_vec(),
+            policy: None,
+            opened: None,
+            sent: 0,
+            since: Instant::now(),
         };
-        serve(env, &mut conn, resume)
+        let r = serve(env, &mut conn, resume);
+        conn.closed(env);
+        r
     }));
     match result {
         Ok(Ok(())) => 0,
@@ -69,9 +76,74 @@ pub struct Conn {
     slot: Option<usize>,
     /// Bytes received but not yet consumed as requests.
     buf: Vec<u8>,
+    /// The viewer-gating policy, read at the first media request.
+    policy: Option<Option<gate::Policy>>,
+    /// (stream, protocol, peer address) once `connection.opened` was sent.
+    opened: Option<(String, &'static str, String)>,
+    sent: u64,
+    since: Instant,
 }
 
 impl Conn {
+    fn peer_ip(&self) -> String {
+        self.sock
+            .peer_addr()
+            .map(|a| a.ip().to_string())
+            .unwrap_or_default()
+    }
+
+    /// Fires `connection.opened` once, and asks the viewer gate when triggers gate
+    /// viewers. Ok(false) when the viewer was refused (the answer is sent).
+    fn admit(
+        &mut self,
+        env: &Env,
+        req: &Request,
+        stream: &str,
+        protocol: &'static str,
+    ) -> std::io::Result<bool> {
+        let ip = self.peer_ip();
+        if self.policy.is_none() {
+            self.policy = Some(gate::policy(env));
+        }
+        if let Some(Some(policy)) = &self.policy {
+            let ua = req.header("user-agent").unwrap_or("");
+            if let Err(why) = gate::ask(env, policy, stream, &ip, &req.path, ua, protocol) {
+                tracing::info!(stream, ip = %ip, reason = %why, "viewer refused");
+                self.respond(Response::error(
+                    403,
+                    &format!("access to {stream:?} denied"),
+                ))?;
+                return Ok(false);
+            }
+        }
+        if self.opened.is_none() {
+            let _ = crate::handoff::send_event(
+                &env.controller_socket(),
+                &serde_json::json!({
+                    "event": "connection.opened", "stream": stream, "ip": ip,
+                    "protocol": protocol, "path": req.path.split('?').next().unwrap_or(""),
+                    "pid": std::process::id(),
+                }),
+            );
+            self.opened = Some((stream.to_string(), protocol, ip));
+        }
+        Ok(true)
+    }
+
+    fn closed(&self, env: &Env) {
+        if let Some((stream, protocol, ip)) = &self.opened {
+            let _ = crate::handoff::send_event(
+                &env.controller_socket(),
+                &serde_json::json!({
+                    "event": "connection.closed", "stream": stream, "ip": ip,
+                    "protocol": protocol, "bytes": self.sent,
+                    "duration_s": self.since.elapsed().as_secs_f64(),
+                    "pid": std::process::id(),
+                }),
+            );
+        }
+    }
+
     fn describe(&self, proto: &str, stream: &str) {
         if let (Some(t), Some(s)) = (&self.conns, self.slot) {
             t.describe(s, proto, stream);
@@ -96,6 +168,7 @@ impl Conn {
         use std::io::Write;
         self.sock.write_all(bytes)?;
         self.count(bytes.len() as u64);
+        self.sent += bytes.len() as u64;
         Ok(())
     }
 
@@ -154,12 +227,25 @@ fn handle(env: &Env, conn: &mut Conn, req: &Request) -> std::io::Result<bool> {
             conn.respond(Response::error(404, "no such HLS path"))?;
             return Ok(false);
         };
+        if !conn.admit(env, req, stream, "hls")? {
+            return Ok(false);
+        }
         return hls::serve(env, conn, req, stream, file);
     }
     let (name, ext) = path
         .strip_prefix('/')
         .and_then(|p| p.rsplit_once('.'))
         .unwrap_or(("", ""));
+    let protocol = match ext {
+        "mp4" => "mp4",
+        "ts" => "ts",
+        "jpg" => "jpeg",
+        "mjpg" => "mjpeg",
+        _ => "",
+    };
+    if !protocol.is_empty() && !conn.admit(env, req, name, protocol)? {
+        return Ok(false);
+    }
     match ext {
         "mp4" => progressive::serve(env, conn, req, name, progressive::Format::Mp4),
         "ts" => progressive::serve(env, conn, req, name, progressive::Format::Ts),

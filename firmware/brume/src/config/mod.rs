@@ -4,6 +4,9 @@
 //! a crash or power cut mid-write leaves the old or the new file, never a broken one.
 //! Every other role only reads it.
 
+mod automation;
+
+pub use automation::*;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -21,6 +24,15 @@ pub struct Config {
     /// Where and how streams are recorded.
     #[serde(default, skip_serializing_if = "Recording::is_default")]
     pub recording: Recording,
+    /// Handlers run when events fire.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub triggers: Vec<Trigger>,
+    /// GPIO pins (buttons, LEDs) and the outputs' state bindings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpio: Option<Gpio>,
+    /// Streams sent to other servers, by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pushes: BTreeMap<String, Push>,
 }
 
 /// Recording to local storage (fragmented MP4 files).
@@ -34,6 +46,12 @@ pub struct Recording {
     /// A new file every this many seconds.
     #[serde(default = "default_segment")]
     pub segment_s: u32,
+    /// A `disk.low` event fires when less than this is free (MiB; 0: only when full).
+    #[serde(default = "default_disk_low")]
+    pub disk_low_mb: u64,
+    /// Deleting old recordings to keep space free.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<Retention>,
 }
 
 impl Default for Recording {
@@ -41,6 +59,8 @@ impl Default for Recording {
         Recording {
             dir: None,
             segment_s: default_segment(),
+            disk_low_mb: default_disk_low(),
+            retention: None,
         }
     }
 }
@@ -84,6 +104,9 @@ pub struct StreamConfig {
     /// Record the stream whenever the appliance runs.
     #[serde(default, skip_serializing_if = "is_false")]
     pub record: bool,
+    /// Programs attached to the stream.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub processes: Vec<StreamProcess>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -178,6 +201,9 @@ fn yes() -> bool {
 fn default_segment() -> u32 {
     600
 }
+fn default_disk_low() -> u64 {
+    256
+}
 fn default_idle() -> u32 {
     30
 }
@@ -250,6 +276,7 @@ impl Default for Config {
                 always_on: true,
                 idle_timeout_s: default_idle(),
                 record: false,
+                processes: Vec::new(),
             },
         );
         Config {
@@ -257,6 +284,9 @@ impl Default for Config {
             admin: Admin::default(),
             streams,
             recording: Recording::default(),
+            triggers: Vec::new(),
+            gpio: None,
+            pushes: BTreeMap::new(),
         }
     }
 }
@@ -284,7 +314,22 @@ impl Config {
             validate_stream_name(name).map_err(|m| field_err(format!("streams.{name}"), m))?;
             s.validate()
                 .map_err(|e| field_err(format!("streams.{name}.{}", e.field), e.message))?;
+            validate_processes(&s.processes, name, &self.streams)
+                .map_err(|e| field_err(format!("streams.{name}.{}", e.field), e.message))?;
         }
+        if let Some(r) = &self.recording.retention {
+            if r.max_age_days > 36_500 {
+                return Err(field_err(
+                    "recording.retention.max_age_days",
+                    "0 (keep) up to 36500 days",
+                ));
+            }
+        }
+        if let Some(g) = &self.gpio {
+            validate_gpio(g, &self.streams)?;
+        }
+        validate_pushes(&self.pushes, &self.streams)?;
+        validate_triggers(&self.triggers, self.gpio.as_ref(), &self.pushes)?;
         Ok(())
     }
 

@@ -1,12 +1,14 @@
 //! The HTTP JSON API under `/api/v1/` (axum), served on connections the listener
 //! hands over. Errors are `{"error": "...", "field": "..."}` with a 4xx/5xx status.
 
-use super::{recording, supervisor, system, ui, Shared};
+mod automation;
+
+use super::{events, gpio, push, recording, supervisor, system, ui, Shared};
 use crate::config::{Config, FieldError, StreamConfig};
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, State};
 use axum::http::{header, request::Parts, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Extension, Json, Router};
 use serde_json::{json, Value};
 use std::net::{IpAddr, SocketAddr};
@@ -127,6 +129,28 @@ pub fn router(state: Shared) -> Router {
         .route("/api/v1/system", get(system_status))
         .route("/api/v1/logs", get(logs))
         .route("/api/v1/devices", get(devices))
+        .route(
+            "/api/v1/triggers",
+            get(automation::get_triggers).put(automation::put_triggers),
+        )
+        .route("/api/v1/triggers/runs", get(automation::runs))
+        .route("/api/v1/events", get(automation::recent_events))
+        .route(
+            "/api/v1/gpio",
+            get(automation::get_gpio).put(automation::put_gpio),
+        )
+        .route("/api/v1/gpio/pins/{name}", put(automation::set_pin))
+        .route(
+            "/api/v1/gpio/pins/{name}/press",
+            post(automation::press_pin),
+        )
+        .route("/api/v1/pushes", get(automation::list_pushes))
+        .route(
+            "/api/v1/pushes/{name}",
+            put(automation::put_push).delete(automation::delete_push),
+        )
+        .route("/api/v1/pushes/{name}/start", post(automation::start_push))
+        .route("/api/v1/pushes/{name}/stop", post(automation::stop_push))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such path") })
         .layer(DefaultBodyLimit::max(256 * 1024))
         .with_state(state)
@@ -455,6 +479,24 @@ async fn change_config(
     }
     supervisor::start_configured(state);
     recording::start_configured(state);
+    events::sync_triggers(state);
+    state.gate.clear();
+    gpio::apply(state);
+    push::apply(state).await;
+    for (name, s) in &new.streams {
+        match old.streams.get(name) {
+            None => events::emit(state, "stream.added", Some(name), json!({ "config": s })),
+            Some(o) if o != s => {
+                events::emit(state, "stream.changed", Some(name), json!({ "config": s }))
+            }
+            _ => {}
+        }
+    }
+    for name in old.streams.keys() {
+        if !new.streams.contains_key(name) {
+            events::emit(state, "stream.removed", Some(name), json!({}));
+        }
+    }
     Ok(new)
 }
 
