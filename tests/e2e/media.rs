@@ -152,3 +152,23 @@ impl Drop for Background {
         let _ = self.child.wait();
     }
 }
+
+/// The file's duration according to ffprobe, in seconds.
+pub fn duration_of(path: &str) -> f64 {
+    let mut cmd = Command::new(ffprobe());
+    cmd.args([
+        "-v",
+        "error",
+        "-show_entries",
+        "format=duration",
+        "-of",
+        "csv=p=0",
+        path,
+    ]);
+    let out = run(cmd, Duration::from_secs(60));
+    assert!(out.success(), "ffprobe {path}: {}", out.stderr);
+    out.stdout
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("ffprobe {path}: no duration in {:?}", out.stdout))
+}

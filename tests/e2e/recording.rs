@@ -2,8 +2,8 @@
 //! download (whole and by range), delete; a recorder killed with SIGKILL leaves a file
 //! that plays up to the kill.
 
-use crate::harness::{ffprobe, signal, wait_until, Server, SMALL_DEMO};
-use crate::media::{assert_decodes_clean, run};
+use crate::harness::{signal, wait_until, Server, SMALL_DEMO};
+use crate::media::{assert_decodes_clean, duration_of};
 use serde_json::Value;
 use std::path::PathBuf;
 use std::process::Command;
@@ -23,26 +23,6 @@ fn wait_file(server: &Server, not: Option<&str>) -> String {
             .filter(|f| Some(*f) != not)
             .map(str::to_string)
     })
-}
-
-/// The file's duration according to ffprobe, in seconds.
-fn duration_of(path: &str) -> f64 {
-    let mut cmd = Command::new(ffprobe());
-    cmd.args([
-        "-v",
-        "error",
-        "-show_entries",
-        "format=duration",
-        "-of",
-        "csv=p=0",
-        path,
-    ]);
-    let out = run(cmd, Duration::from_secs(60));
-    assert!(out.success(), "ffprobe {path}: {}", out.stderr);
-    out.stdout
-        .trim()
-        .parse()
-        .unwrap_or_else(|_| panic!("ffprobe {path}: no duration in {:?}", out.stdout))
 }
 
 fn listed(server: &Server) -> Vec<Value> {

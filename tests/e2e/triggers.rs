@@ -4,12 +4,11 @@
 //! with its default applied; a stream process (ffmpeg) adds a scaled track and is
 //! restarted when killed.
 
-use crate::harness::{ffmpeg, ffprobe, signal, wait_until, Server};
-use crate::media::{assert_decodes_clean, probe, run};
+use crate::harness::{ffmpeg, signal, wait_until, Server};
+use crate::media::{assert_decodes_clean, duration_of, probe};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -97,25 +96,6 @@ fn gpio_state(server: &Server, pin: &str) -> Option<bool> {
 
 fn recording(server: &Server) -> Value {
     server.stream("demo")["status"]["recording"].clone()
-}
-
-fn duration_of(path: &str) -> f64 {
-    let mut cmd = Command::new(ffprobe());
-    cmd.args([
-        "-v",
-        "error",
-        "-show_entries",
-        "format=duration",
-        "-of",
-        "csv=p=0",
-        path,
-    ]);
-    let out = run(cmd, Duration::from_secs(60));
-    assert!(out.success(), "ffprobe {path}: {}", out.stderr);
-    out.stdout
-        .trim()
-        .parse()
-        .unwrap_or_else(|_| panic!("no duration: {:?}", out.stdout))
 }
 
 const DEMO: &str = r#"{"source":{"type":"testsrc","width":320,"height":180,"fps":15,"bitrate_kbps":300},"always_on":true}"#;

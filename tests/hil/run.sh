@@ -333,10 +333,11 @@ gpio_tests() {
         return 1
     fi
     sleep 6
+    recording >/dev/null
+    file=$(jget "$out/demo-status.json" 'd["status"]["recording"]["file"]')
     press
     t1=$(date +%s.%N)
     between=$(python3 -c "print(round($t1 - $t0, 2))")
-    file=$(jget "$out/demo-status.json" 'd["status"]["recording"]["file"]')
     off() { [ "$(recording)" = False ] && [ "$(led)" = 0 ]; }
     if wait_for 30 off; then
         pass "$arch: gpio-release: second press stopped the recording and the LED reads 0"

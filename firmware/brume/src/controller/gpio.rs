@@ -135,7 +135,8 @@ pub fn apply(state: &Shared) {
     });
 }
 
-fn write(o: &mut Open, pin: &str, active: bool) -> Result<(), String> {
+/// The pin's line and the open device.
+fn line_of<'a>(o: &'a mut Open, pin: &str) -> Result<(u32, &'a mut Box<dyn hw::Gpio>), String> {
     let line = o
         .config
         .pins
@@ -146,20 +147,16 @@ fn write(o: &mut Open, pin: &str, active: bool) -> Result<(), String> {
         .dev
         .as_mut()
         .ok_or_else(|| o.error.clone().unwrap_or_else(|| "gpio is not open".into()))?;
+    Ok((line, dev))
+}
+
+fn write(o: &mut Open, pin: &str, active: bool) -> Result<(), String> {
+    let (line, dev) = line_of(o, pin)?;
     dev.set(line, active).map_err(|e| e.to_string())
 }
 
 fn read(o: &mut Open, pin: &str) -> Result<bool, String> {
-    let line = o
-        .config
-        .pins
-        .get(pin)
-        .map(|p| p.line)
-        .ok_or_else(|| format!("no pin named {pin:?}"))?;
-    let dev = o
-        .dev
-        .as_mut()
-        .ok_or_else(|| o.error.clone().unwrap_or_else(|| "gpio is not open".into()))?;
+    let (line, dev) = line_of(o, pin)?;
     dev.get(line).map_err(|e| e.to_string())
 }
 

@@ -52,6 +52,37 @@ impl AngelTask {
     }
 }
 
+/// Stops a child the controller supervises: SIGTERM, then SIGKILL if it has not ended
+/// within `grace`. Returns its exit status.
+pub async fn terminate(
+    child: &mut tokio::process::Child,
+    grace: std::time::Duration,
+) -> Option<std::process::ExitStatus> {
+    if let Some(pid) = child.id() {
+        // SAFETY: kill takes no pointers.
+        unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    }
+    match tokio::time::timeout(grace, child.wait()).await {
+        Ok(st) => st.ok(),
+        Err(_) => {
+            let _ = child.kill().await;
+            child.wait().await.ok()
+        }
+    }
+}
+
+/// A child's stdout, line by line, until it closes.
+pub type ChildLines = tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>;
+
+/// The next line of a child's stdout; never resolves once the pipe closed (`None`),
+/// so it can sit in a `select!` next to the child's exit.
+pub async fn next_line(lines: &mut Option<ChildLines>) -> std::io::Result<Option<String>> {
+    match lines {
+        Some(l) => l.next_line().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Everything the controller knows, shared by the API and the supervisor.
 pub struct State {
     pub env: Env,

@@ -206,12 +206,7 @@ async fn run(state: Shared, name: String, mut stop: watch::Receiver<bool>) {
         let mut pushing = false;
         let status = loop {
             tokio::select! {
-                line = async {
-                    match &mut lines {
-                        Some(l) => l.next_line().await,
-                        None => std::future::pending().await,
-                    }
-                } => match line {
+                line = super::next_line(&mut lines) => match line {
                     Ok(Some(l)) => {
                         if l == "pushing" {
                             pushing = true;
@@ -229,20 +224,7 @@ async fn run(state: Shared, name: String, mut stop: watch::Receiver<bool>) {
                     _ => lines = None,
                 },
                 st = child.wait() => break st.ok(),
-                _ = stop.changed() => {
-                    if let Some(pid) = child.id() {
-                        // SAFETY: kill takes no pointers.
-                        unsafe { libc::kill(pid as i32, libc::SIGTERM) };
-                    }
-                    let st = match tokio::time::timeout(Duration::from_secs(5), child.wait()).await {
-                        Ok(st) => st.ok(),
-                        Err(_) => {
-                            let _ = child.kill().await;
-                            child.wait().await.ok()
-                        }
-                    };
-                    break st;
-                }
+                _ = stop.changed() => break super::terminate(&mut child, Duration::from_secs(5)).await,
             }
         };
         let stopping = *stop.borrow();

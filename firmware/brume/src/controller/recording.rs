@@ -247,12 +247,7 @@ async fn run(state: Shared, stream: String, mut stop: watch::Receiver<bool>) {
         let mut error: Option<String> = None;
         let status = loop {
             tokio::select! {
-                line = async {
-                    match &mut lines {
-                        Some(l) => l.next_line().await,
-                        None => std::future::pending().await,
-                    }
-                } => match line {
+                line = super::next_line(&mut lines) => match line {
                     Ok(Some(l)) => {
                         if let Some(f) = l.strip_prefix("file ") {
                             let mut first = false;
@@ -276,19 +271,7 @@ async fn run(state: Shared, stream: String, mut stop: watch::Receiver<bool>) {
                     }
                 },
                 st = child.wait() => break st.ok(),
-                _ = stop.changed() => {
-                    if let Some(pid) = pid {
-                        // SAFETY: kill takes no pointers.
-                        unsafe { libc::kill(pid as i32, libc::SIGTERM) };
-                    }
-                    match tokio::time::timeout(Duration::from_secs(10), child.wait()).await {
-                        Ok(st) => break st.ok(),
-                        Err(_) => {
-                            let _ = child.kill().await;
-                            break child.wait().await.ok();
-                        }
-                    }
-                }
+                _ = stop.changed() => break super::terminate(&mut child, Duration::from_secs(10)).await,
             }
         };
         // Lines written just before the exit.

@@ -152,63 +152,52 @@ async fn run(state: Shared, stream: String, mut stop: watch::Receiver<bool>) {
     let mut device_wait = Duration::ZERO;
     loop {
         let started = Instant::now();
-        let status: Option<std::process::ExitStatus> =
-            if let Some(pid) = live_writer(&state, &stream) {
-                tracing::info!(stream = %stream, pid, "adopted a running input");
-                update(&state, &stream, |s| {
-                    s.state = "running";
-                    s.pid = Some(pid);
-                });
-                loop {
-                    tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_millis(250)) => {}
-                        _ = stop.changed() => {
-                            // SAFETY: kill takes no pointers.
-                            unsafe { libc::kill(pid as i32, libc::SIGTERM) };
-                            break;
-                        }
-                    }
-                    if live_writer(&state, &stream).is_none() {
+        let status: Option<std::process::ExitStatus> = if let Some(pid) =
+            live_writer(&state, &stream)
+        {
+            tracing::info!(stream = %stream, pid, "adopted a running input");
+            update(&state, &stream, |s| {
+                s.state = "running";
+                s.pid = Some(pid);
+            });
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                    _ = stop.changed() => {
+                        // SAFETY: kill takes no pointers.
+                        unsafe { libc::kill(pid as i32, libc::SIGTERM) };
                         break;
                     }
                 }
-                None // not our child: its exit status is unknown
-            } else {
-                let mut cmd = tokio::process::Command::new(&exe);
-                cmd.arg("input").arg(&stream);
-                let mut child = match cmd.spawn() {
-                    Ok(c) => c,
-                    Err(e) => {
-                        tracing::error!(stream = %stream, error = %e, "cannot start the input");
-                        update(&state, &stream, |s| {
-                            s.state = "failed";
-                            s.last_error = Some(format!("cannot start the input: {e}"));
-                        });
-                        return;
-                    }
-                };
-                let pid = child.id();
-                update(&state, &stream, |s| {
-                    s.state = "running";
-                    s.pid = pid;
-                });
-                tokio::select! {
-                    st = child.wait() => st.ok(),
-                    _ = stop.changed() => {
-                        if let Some(pid) = pid {
-                            // SAFETY: kill takes no pointers.
-                            unsafe { libc::kill(pid as i32, libc::SIGTERM) };
-                        }
-                        match tokio::time::timeout(Duration::from_secs(5), child.wait()).await {
-                            Ok(st) => st.ok(),
-                            Err(_) => {
-                                let _ = child.kill().await;
-                                child.wait().await.ok()
-                            }
-                        }
-                    }
+                if live_writer(&state, &stream).is_none() {
+                    break;
+                }
+            }
+            None // not our child: its exit status is unknown
+        } else {
+            let mut cmd = tokio::process::Command::new(&exe);
+            cmd.arg("input").arg(&stream);
+            let mut child = match cmd.spawn() {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!(stream = %stream, error = %e, "cannot start the input");
+                    update(&state, &stream, |s| {
+                        s.state = "failed";
+                        s.last_error = Some(format!("cannot start the input: {e}"));
+                    });
+                    return;
                 }
             };
+            let pid = child.id();
+            update(&state, &stream, |s| {
+                s.state = "running";
+                s.pid = pid;
+            });
+            tokio::select! {
+                st = child.wait() => st.ok(),
+                _ = stop.changed() => super::terminate(&mut child, Duration::from_secs(5)).await,
+            }
+        };
         if *stop.borrow() {
             break;
         }
