@@ -500,3 +500,55 @@ fn stream_process_events_fire_triggers() {
     assert_eq!(motion["process"], "detector");
     assert_eq!(motion["score"], 0.9);
 }
+
+/// A stream process whose output is a stream of its own (`"output"`): viewers read it
+/// like any stream while the program runs.
+#[test]
+fn stream_process_output_can_be_a_stream_of_its_own() {
+    let config = json!({
+        "streams": { "demo": {
+            "source": { "type": "testsrc", "width": 320, "height": 180, "fps": 15, "bitrate_kbps": 300, "jpeg_fps": 0 },
+            "always_on": true,
+            "processes": [ {
+                "name": "copy", "output": "demo_copy",
+                "command": [ffmpeg(), "-hide_banner", "-loglevel", "error", "-analyzeduration", "500000",
+                            "-copyts", "-i", "pipe:0", "-c", "copy", "-muxdelay", "0", "-f", "mpegts", "pipe:1"]
+            } ]
+        } }
+    });
+    let server = Server::start(Some(&config.to_string()));
+    server.login();
+    server.wait_live("demo", Duration::from_secs(20));
+    let url = format!("http://127.0.0.1:{}/demo_copy.ts", server.http_port);
+    let streams = wait_until(Duration::from_secs(30), "the process's own stream", || {
+        let r = crate::http::request(
+            server.http_port,
+            "GET",
+            "/hls/demo_copy/index.m3u8",
+            &[],
+            None,
+        )
+        .ok()?;
+        (r.status == 200).then(|| probe(&url))
+    });
+    let kinds: Vec<(String, String)> = streams
+        .iter()
+        .map(|s| {
+            (
+                s["codec_type"].as_str().unwrap_or("").into(),
+                s["codec_name"].as_str().unwrap_or("").into(),
+            )
+        })
+        .collect();
+    assert!(
+        kinds.contains(&("video".into(), "h264".into())),
+        "{kinds:?}"
+    );
+    assert!(kinds.contains(&("audio".into(), "aac".into())), "{kinds:?}");
+    // The source stream keeps only its own tracks.
+    let tracks = server.stream("demo")["status"]["tracks"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(tracks, 2, "{}", server.stream("demo"));
+}

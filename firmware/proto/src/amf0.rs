@@ -251,6 +251,15 @@ pub(crate) fn encode(value: &Value, out: &mut Vec<u8>) {
     }
 }
 
+/// The encoding of `values`, one after the other (a command message's body).
+pub(crate) fn encode_all(values: &[Value]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for v in values {
+        encode(v, &mut out);
+    }
+    out
+}
+
 /// Appends an ECMA array (marker 0x08: a count, then key/value pairs like an object),
 /// the form FLV `onMetaData` uses. Decoding reads it back as [`Value::Object`].
 pub(crate) fn encode_ecma_array(props: &[(&str, Value)], out: &mut Vec<u8>) {

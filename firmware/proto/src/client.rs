@@ -22,48 +22,27 @@
 //! Errors never contain the URL or the stream name: a stream name is usually a
 //! publishing key.
 
-use std::collections::HashMap;
-
 use brume_format::{Codec, Frame, Track};
 
 use crate::amf0::{self, Value};
+use crate::chunk::{
+    handshake_block, msg_err, ChunkReader, ChunkWriter, Command, Input, RtmpLimits, CSID_COMMAND,
+    CSID_CONTROL, HANDSHAKE_SIZE, MAX_OUT_MESSAGE, MSG_ACK, MSG_AUDIO, MSG_COMMAND_AMF0,
+    MSG_DATA_AMF0, MSG_USER_CONTROL, MSG_VIDEO,
+};
 use crate::error::{Error, Result};
-use crate::session::RtmpLimits;
 
-const HANDSHAKE_SIZE: usize = 1536;
-const RTMP_VERSION: u8 = 3;
 const DEFAULT_PORT: u16 = 1935;
-/// The chunk size every RTMP peer starts with.
-const DEFAULT_CHUNK_SIZE: u32 = 128;
 /// The chunk size the client switches its own output to, right after the handshake.
 const OUT_CHUNK_SIZE: u32 = 4096;
-/// Most chunk streams a server may use at once.
-const MAX_CHUNK_STREAMS: usize = 64;
-/// Largest message the chunk header's 24-bit length field can describe.
-const MAX_OUT_MESSAGE: usize = 0xFF_FFFF;
 
-/// Chunk stream ids of the client's messages (the layout FFmpeg uses, plus one for
-/// data messages).
-const CSID_CONTROL: u8 = 2;
-const CSID_COMMAND: u8 = 3;
+/// Chunk stream ids of the client's media and stream commands (the layout FFmpeg uses,
+/// plus one for data messages); control messages and connection commands go on
+/// [`CSID_CONTROL`] and [`CSID_COMMAND`].
 const CSID_AUDIO: u8 = 4;
 const CSID_DATA: u8 = 5;
 const CSID_VIDEO: u8 = 6;
 const CSID_STREAM_COMMAND: u8 = 8;
-
-const MSG_SET_CHUNK_SIZE: u8 = 1;
-const MSG_ABORT: u8 = 2;
-const MSG_ACK: u8 = 3;
-const MSG_USER_CONTROL: u8 = 4;
-const MSG_WINDOW_ACK_SIZE: u8 = 5;
-const MSG_AUDIO: u8 = 8;
-const MSG_VIDEO: u8 = 9;
-const MSG_COMMAND_AMF3: u8 = 17;
-const MSG_DATA_AMF0: u8 = 18;
-const MSG_COMMAND_AMF0: u8 = 20;
-
-const USER_CONTROL_PING_REQUEST: u16 = 6;
-const USER_CONTROL_PING_RESPONSE: u16 = 7;
 
 /// FLV video codec id of AVC and sound format of AAC (as in `onMetaData`).
 const FLV_CODEC_AVC: u8 = 7;
@@ -236,221 +215,6 @@ fn parse_url(url: &str) -> Result<Target> {
     })
 }
 
-fn be32(b: &[u8]) -> u32 {
-    u32::from_be_bytes([b[0], b[1], b[2], b[3]])
-}
-
-fn be24(b: &[u8]) -> u32 {
-    u32::from_be_bytes([0, b[0], b[1], b[2]])
-}
-
-// ---- Incoming chunk stream ----
-
-/// Per chunk stream state of the server's chunk stream.
-#[derive(Clone, Debug, Default)]
-struct InStream {
-    length: u32,
-    type_id: u8,
-    stream_id: u32,
-    /// The last type 0/1/2 header carried an extended timestamp.
-    extended: bool,
-    /// The message being assembled, if one is in progress.
-    partial: Option<Vec<u8>>,
-    /// Stream offset of the first chunk of the message in progress.
-    msg_offset: u64,
-}
-
-/// A complete message from the server.
-struct InMessage {
-    csid: u32,
-    type_id: u8,
-    offset: u64,
-    payload: Vec<u8>,
-}
-
-enum Chunk {
-    NeedMore,
-    /// A chunk was consumed; its message is not complete yet.
-    Partial,
-    Message(InMessage),
-}
-
-/// Reassembles the server's chunk stream, within [`RtmpLimits`].
-struct Inbound {
-    limits: RtmpLimits,
-    /// Received bytes not yet consumed start at `buf[pos]`.
-    buf: Vec<u8>,
-    pos: usize,
-    /// Stream offset of `buf[0]`.
-    base: u64,
-    chunk_size: u32,
-    streams: HashMap<u32, InStream>,
-    /// Bytes held in incomplete messages across all chunk streams.
-    pending_bytes: usize,
-}
-
-impl Inbound {
-    /// Stream offset of the next unconsumed byte.
-    fn offset(&self) -> u64 {
-        self.base + self.pos as u64
-    }
-
-    fn available(&self) -> &[u8] {
-        &self.buf[self.pos..]
-    }
-
-    /// Drops consumed bytes.
-    fn compact(&mut self) {
-        if self.pos > 0 {
-            self.buf.drain(..self.pos);
-            self.base += self.pos as u64;
-            self.pos = 0;
-        }
-    }
-
-    /// Reads one chunk if it is complete in the buffer; state changes only then.
-    fn read_chunk(&mut self) -> Result<Chunk> {
-        let offset = self.offset();
-        let avail = &self.buf[self.pos..];
-        let Some(&b0) = avail.first() else {
-            return Ok(Chunk::NeedMore);
-        };
-        let fmt = b0 >> 6;
-        let (csid, mut p) = match b0 & 0x3F {
-            0 => match avail.get(1) {
-                Some(&b1) => (64 + u32::from(b1), 2),
-                None => return Ok(Chunk::NeedMore),
-            },
-            1 => match avail.get(1..3) {
-                Some(b) => (64 + u32::from(b[0]) + 256 * u32::from(b[1]), 3),
-                None => return Ok(Chunk::NeedMore),
-            },
-            c => (u32::from(c), 1),
-        };
-        let chunk_err = |reason: String| Error::Chunk {
-            csid,
-            offset,
-            reason,
-        };
-        let prev = self.streams.get(&csid);
-        if prev.is_none() && self.streams.len() >= MAX_CHUNK_STREAMS {
-            return Err(Error::Limit {
-                what: "number of chunk streams",
-                value: self.streams.len() as u64 + 1,
-                limit: MAX_CHUNK_STREAMS as u64,
-                offset,
-            });
-        }
-        let header_len = [11usize, 7, 3, 0][usize::from(fmt)];
-        let Some(h) = avail.get(p..p + header_len) else {
-            return Ok(Chunk::NeedMore);
-        };
-        p += header_len;
-        let have = prev.and_then(|s| s.partial.as_ref().map(Vec::len));
-        if have.is_some() && fmt != 3 {
-            return Err(chunk_err(format!(
-                "type {fmt} chunk header while a message is incomplete"
-            )));
-        }
-        let (length, type_id, stream_id, extended) = match (fmt, prev) {
-            (0, _) => (
-                be24(&h[3..6]),
-                h[6],
-                u32::from_le_bytes([h[7], h[8], h[9], h[10]]),
-                be24(&h[0..3]) == 0xFF_FFFF,
-            ),
-            (1, p) => (
-                be24(&h[3..6]),
-                h[6],
-                p.map_or(0, |s| s.stream_id),
-                be24(&h[0..3]) == 0xFF_FFFF,
-            ),
-            (2, p) => {
-                let (len, ty, sid) = p.map_or((0, 0, 0), |s| (s.length, s.type_id, s.stream_id));
-                (len, ty, sid, be24(&h[0..3]) == 0xFF_FFFF)
-            }
-            (_, Some(s)) => (s.length, s.type_id, s.stream_id, s.extended),
-            (_, None) => {
-                return Err(chunk_err(
-                    "type 3 chunk on a chunk stream without a previous header".into(),
-                ))
-            }
-        };
-        if extended {
-            if avail.len() < p + 4 {
-                return Ok(Chunk::NeedMore);
-            }
-            // The timestamp itself means nothing to a publishing client.
-            p += 4;
-        }
-        let length_usize = usize::try_from(length).unwrap_or(usize::MAX);
-        if have.is_none() && length_usize > self.limits.max_message_size {
-            return Err(Error::MessageTooLarge {
-                csid,
-                offset,
-                size: length_usize,
-                limit: self.limits.max_message_size,
-            });
-        }
-        let have = have.unwrap_or(0);
-        let remaining = length_usize.saturating_sub(have);
-        let take = remaining.min(usize::try_from(self.chunk_size).unwrap_or(usize::MAX));
-        if avail.len() - p < take {
-            return Ok(Chunk::NeedMore);
-        }
-        let completes = take == remaining;
-        if !completes {
-            let cap = self.limits.max_message_size.saturating_mul(2);
-            let buffered = self.pending_bytes.saturating_add(take);
-            if buffered > cap {
-                return Err(Error::Limit {
-                    what: "bytes buffered in incomplete messages",
-                    value: buffered as u64,
-                    limit: cap as u64,
-                    offset,
-                });
-            }
-        }
-        // The chunk is complete: commit.
-        let payload_range = self.pos + p..self.pos + p + take;
-        self.pos += p + take;
-        let st = self.streams.entry(csid).or_default();
-        if st.partial.is_none() {
-            if fmt != 3 {
-                st.extended = extended;
-            }
-            st.length = length;
-            st.type_id = type_id;
-            st.stream_id = stream_id;
-            st.msg_offset = offset;
-        }
-        let mut partial = st.partial.take().unwrap_or_default();
-        partial.extend_from_slice(&self.buf[payload_range]);
-        if completes {
-            self.pending_bytes = self.pending_bytes.saturating_sub(have);
-            Ok(Chunk::Message(InMessage {
-                csid,
-                type_id: st.type_id,
-                offset: st.msg_offset,
-                payload: partial,
-            }))
-        } else {
-            self.pending_bytes += take;
-            st.partial = Some(partial);
-            Ok(Chunk::Partial)
-        }
-    }
-}
-
-fn msg_err(msg: &InMessage, what: impl Into<String>, reason: impl Into<String>) -> Error {
-    Error::Message {
-        message: what.into(),
-        csid: msg.csid,
-        offset: msg.offset,
-        reason: reason.into(),
-    }
-}
-
 // ---- Outgoing media ----
 
 /// The video track being sent.
@@ -472,13 +236,6 @@ struct AudioOut {
     channels: u32,
 }
 
-/// The last header written on one of the client's chunk streams.
-#[derive(Clone, Copy, Debug)]
-struct OutHeader {
-    timestamp: u32,
-    stream_id: u32,
-}
-
 /// A non-negative millisecond time on FLV's 32-bit timeline (it wraps).
 fn flv_time(ms: i64) -> u32 {
     (ms as u64 & 0xFFFF_FFFF) as u32
@@ -493,20 +250,12 @@ fn us_to_ms(us: i64) -> i64 {
 pub struct PushClient {
     target: Target,
     phase: Phase,
-    /// Set once the client failed or was rejected.
-    closed: Option<String>,
     /// `unpublish` was called: no more media, input is still read.
     unpublished: bool,
     /// Bytes to send, not yet taken.
     out: Vec<u8>,
-    /// Chunk size of the output (128 until SetChunkSize is queued).
-    out_chunk_size: u32,
-    out_streams: [Option<OutHeader>; 64],
-    inbound: Inbound,
-    /// Acknowledgement window the server asked for (0: none).
-    ack_window: u32,
-    /// Stream offset at which we last acknowledged.
-    last_ack: u64,
+    writer: ChunkWriter,
+    reader: ChunkReader,
     next_txid: u32,
     /// Commands awaiting a `_result` / `_error`, by transaction id.
     tracked: Vec<(u32, Method)>,
@@ -544,39 +293,15 @@ impl PushClient {
     pub fn with_limits(url: &str, limits: RtmpLimits) -> Result<PushClient> {
         let target = parse_url(url)?;
         let mut out = Vec::with_capacity(1 + HANDSHAKE_SIZE);
-        out.push(RTMP_VERSION);
-        // C1: time 0, zero version (simple handshake), then filler. The filler needs no
-        // secrecy; it is derived from the URL so the library stays free of clocks and
-        // random sources.
-        out.extend_from_slice(&[0; 8]);
-        let mut x = url.bytes().fold(0xCBF2_9CE4_8422_2325u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01B3)
-        }) | 1;
-        for _ in 0..(HANDSHAKE_SIZE - 8) {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            out.push((x >> 24) as u8);
-        }
+        // C0 + C1, its filler derived from the URL.
+        handshake_block(&mut out, 0xCBF2_9CE4_8422_2325, url.as_bytes());
         Ok(PushClient {
             target,
             phase: Phase::Handshake,
-            closed: None,
             unpublished: false,
             out,
-            out_chunk_size: DEFAULT_CHUNK_SIZE,
-            out_streams: [None; 64],
-            inbound: Inbound {
-                limits,
-                buf: Vec::new(),
-                pos: 0,
-                base: 0,
-                chunk_size: DEFAULT_CHUNK_SIZE,
-                streams: HashMap::new(),
-                pending_bytes: 0,
-            },
-            ack_window: 0,
-            last_ack: 0,
+            writer: ChunkWriter::new(),
+            reader: ChunkReader::new(limits),
             next_txid: 1,
             tracked: Vec::new(),
             stream_id: 0,
@@ -609,7 +334,7 @@ impl PushClient {
     /// True once the server accepted the publish (after [`PushEvent::Publishing`]),
     /// until a rejection, a protocol error or [`PushClient::unpublish`].
     pub fn is_publishing(&self) -> bool {
-        self.phase == Phase::Publishing && self.closed.is_none() && !self.unpublished
+        self.phase == Phase::Publishing && self.reader.closed().is_none() && !self.unpublished
     }
 
     /// Takes the bytes to write to the socket, in order: the handshake (C0 + C1) at
@@ -631,23 +356,10 @@ impl PushClient {
     /// `Err` (the caller closes the connection); after it, and after a
     /// [`PushEvent::Rejected`], the client takes no more input.
     pub fn receive(&mut self, data: &[u8]) -> Result<Vec<PushEvent>> {
-        if let Some(reason) = &self.closed {
-            return Err(Error::Closed {
-                reason: reason.clone(),
-            });
-        }
-        self.inbound.buf.extend_from_slice(data);
+        self.reader.receive(data)?;
         let mut events = Vec::new();
         let result = self.process(&mut events);
-        self.inbound.compact();
-        match result {
-            Ok(()) => Ok(events),
-            Err(e) => {
-                self.closed = Some(format!("failed earlier: {e}"));
-                self.inbound.buf = Vec::new();
-                Err(e)
-            }
-        }
+        self.reader.finish(result, events)
     }
 
     /// Sends the stream's tracks: `@setDataFrame onMetaData` and the sequence headers
@@ -717,7 +429,8 @@ impl PushClient {
         // At the latest media time sent, so no chunk stream's time goes back.
         let ts = flv_time(self.last_video_ms.max(self.last_audio_ms).unwrap_or(0));
         let stream_id = self.stream_id;
-        self.write_message(
+        self.writer.write(
+            &mut self.out,
             CSID_DATA,
             MSG_DATA_AMF0,
             stream_id,
@@ -727,12 +440,14 @@ impl PushClient {
         if let Some(v) = &video {
             let mut body = vec![0x10 | FLV_CODEC_AVC, 0, 0, 0, 0];
             body.extend_from_slice(&v.avcc);
-            self.write_message(CSID_VIDEO, MSG_VIDEO, stream_id, ts, &body)?;
+            self.writer
+                .write(&mut self.out, CSID_VIDEO, MSG_VIDEO, stream_id, ts, &body)?;
         }
         if let Some(a) = &audio {
             let mut body = vec![aac_tag_byte(), 0];
             body.extend_from_slice(&a.asc);
-            self.write_message(CSID_AUDIO, MSG_AUDIO, stream_id, ts, &body)?;
+            self.writer
+                .write(&mut self.out, CSID_AUDIO, MSG_AUDIO, stream_id, ts, &body)?;
         }
         if video != self.video {
             self.wait_key = true;
@@ -804,14 +519,16 @@ impl PushClient {
             body.push(1);
             body.extend_from_slice(&(cts_ms as i32).to_be_bytes()[1..]);
             body.extend_from_slice(&frame.data);
-            self.write_message(CSID_VIDEO, MSG_VIDEO, stream_id, ts, &body)?;
+            self.writer
+                .write(&mut self.out, CSID_VIDEO, MSG_VIDEO, stream_id, ts, &body)?;
             self.last_video_ms = Some(dts_ms);
         } else {
             let mut body = Vec::with_capacity(size);
             body.push(aac_tag_byte());
             body.push(1);
             body.extend_from_slice(&frame.data);
-            self.write_message(CSID_AUDIO, MSG_AUDIO, stream_id, ts, &body)?;
+            self.writer
+                .write(&mut self.out, CSID_AUDIO, MSG_AUDIO, stream_id, ts, &body)?;
             self.last_audio_ms = Some(dts_ms);
         }
         Ok(())
@@ -827,31 +544,31 @@ impl PushClient {
         }
         let name = self.target.stream.clone();
         let txid = self.txid();
-        let fc = command(&[
+        let fc = amf0::encode_all(&[
             amf0::string("FCUnpublish"),
             Value::Number(f64::from(txid)),
             Value::Null,
             amf0::string(&name),
         ]);
         let txid = self.txid();
-        let delete = command(&[
+        let delete = amf0::encode_all(&[
             amf0::string("deleteStream"),
             Value::Number(f64::from(txid)),
             Value::Null,
             Value::Number(f64::from(self.stream_id)),
         ]);
         // Commands are far below the message size limit.
-        let _ = self.write_message(CSID_COMMAND, MSG_COMMAND_AMF0, 0, 0, &fc);
-        let _ = self.write_message(CSID_COMMAND, MSG_COMMAND_AMF0, 0, 0, &delete);
+        let _ = self
+            .writer
+            .write(&mut self.out, CSID_COMMAND, MSG_COMMAND_AMF0, 0, 0, &fc);
+        let _ = self
+            .writer
+            .write(&mut self.out, CSID_COMMAND, MSG_COMMAND_AMF0, 0, 0, &delete);
         self.unpublished = true;
     }
 
     fn check_publishing(&self, call: &'static str) -> Result<()> {
-        if let Some(reason) = &self.closed {
-            return Err(Error::Closed {
-                reason: reason.clone(),
-            });
-        }
+        self.reader.check_open()?;
         if self.unpublished {
             return Err(Error::Closed {
                 reason: "the stream was unpublished".into(),
@@ -872,68 +589,16 @@ impl PushClient {
         id
     }
 
-    /// Appends one message: a type-0 header for the first message on the chunk stream
-    /// (or when the stream id changes or time goes backwards), else a type-1 header
-    /// with the timestamp delta; type-3 continuations at the output chunk size, each
-    /// repeating an extended timestamp field.
-    fn write_message(
-        &mut self,
-        csid: u8,
-        type_id: u8,
-        stream_id: u32,
-        timestamp: u32,
-        payload: &[u8],
-    ) -> Result<()> {
-        if payload.len() > MAX_OUT_MESSAGE {
-            return Err(Error::Limit {
-                what: "outgoing message size in bytes",
-                value: payload.len() as u64,
-                limit: MAX_OUT_MESSAGE as u64,
-                offset: 0,
-            });
-        }
-        let csid = csid & 0x3F;
-        let slot = &mut self.out_streams[usize::from(csid)];
-        let (fmt, ts_value) = match *slot {
-            Some(prev) if prev.stream_id == stream_id && timestamp >= prev.timestamp => {
-                (1u8, timestamp - prev.timestamp)
-            }
-            _ => (0u8, timestamp),
-        };
-        *slot = Some(OutHeader {
-            timestamp,
-            stream_id,
-        });
-        let extended = ts_value >= 0xFF_FFFF;
-        let out = &mut self.out;
-        out.reserve(payload.len() + 16 + payload.len() / 512);
-        out.push((fmt << 6) | csid);
-        out.extend_from_slice(&ts_value.min(0xFF_FFFF).to_be_bytes()[1..]);
-        // Length fits in 24 bits (checked above).
-        out.extend_from_slice(&(payload.len() as u32).to_be_bytes()[1..]);
-        out.push(type_id);
-        if fmt == 0 {
-            out.extend_from_slice(&stream_id.to_le_bytes());
-        }
-        if extended {
-            out.extend_from_slice(&ts_value.to_be_bytes());
-        }
-        let chunk = usize::try_from(self.out_chunk_size.max(1)).unwrap_or(usize::MAX);
-        for (i, piece) in payload.chunks(chunk).enumerate() {
-            if i > 0 {
-                out.push(0xC0 | csid);
-                if extended {
-                    out.extend_from_slice(&ts_value.to_be_bytes());
-                }
-            }
-            out.extend_from_slice(piece);
-        }
-        Ok(())
-    }
-
     fn send_command(&mut self, csid: u8, stream_id: u32, values: &[Value]) {
         // Commands are far below the message size limit.
-        let _ = self.write_message(csid, MSG_COMMAND_AMF0, stream_id, 0, &command(values));
+        let _ = self.writer.write(
+            &mut self.out,
+            csid,
+            MSG_COMMAND_AMF0,
+            stream_id,
+            0,
+            &amf0::encode_all(values),
+        );
     }
 
     /// Sends a tracked command `name(txid, null, args...)`.
@@ -951,7 +616,7 @@ impl PushClient {
 
     fn process(&mut self, events: &mut Vec<PushEvent>) -> Result<()> {
         loop {
-            if self.closed.is_some() {
+            if self.reader.closed().is_some() {
                 return Ok(());
             }
             if self.phase == Phase::Handshake {
@@ -960,46 +625,39 @@ impl PushClient {
                 }
                 continue;
             }
-            match self.inbound.read_chunk()? {
-                Chunk::NeedMore => return Ok(()),
-                Chunk::Partial => {}
-                Chunk::Message(msg) => self.handle_message(msg, events)?,
+            match self.reader.read()? {
+                Input::NeedMore => return Ok(()),
+                Input::PingResponse(body) => self.send_control(MSG_USER_CONTROL, &body),
+                Input::Command(cmd) => self.handle_command(&cmd, events)?,
+                // Data, media, shared objects: nothing to do.
+                Input::Consumed | Input::Message(_) => {}
             }
-            self.maybe_ack();
+            if let Some(sequence) = self.reader.ack_due() {
+                self.send_control(MSG_ACK, &sequence);
+            }
         }
+    }
+
+    /// Queues one protocol control or User Control message.
+    fn send_control(&mut self, type_id: u8, payload: &[u8]) {
+        // Control messages are far below the message size limit.
+        let _ = self
+            .writer
+            .write(&mut self.out, CSID_CONTROL, type_id, 0, 0, payload);
     }
 
     /// Consumes S0 + S1 + S2 once complete and answers: C2 (the echo of S1), then
     /// SetChunkSize and `connect`. Returns whether it made progress.
     fn read_handshake(&mut self) -> Result<bool> {
-        let avail = self.inbound.available();
-        let Some(&version) = avail.first() else {
+        let Some(s1s2) = self.reader.handshake("S0 announces", 2 * HANDSHAKE_SIZE)? else {
             return Ok(false);
         };
-        if version != RTMP_VERSION {
-            return Err(Error::Handshake {
-                offset: self.inbound.offset(),
-                reason: format!(
-                    "S0 announces RTMP version {version} (only 3, unencrypted, is supported)"
-                ),
-            });
-        }
-        if avail.len() < 1 + 2 * HANDSHAKE_SIZE {
-            return Ok(false);
-        }
         // S2 should echo C1; servers differ and nothing depends on it, so it is not
         // checked.
-        let s1 = avail[1..1 + HANDSHAKE_SIZE].to_vec();
-        self.inbound.pos += 1 + 2 * HANDSHAKE_SIZE;
-        self.out.extend_from_slice(&s1);
-        let _ = self.write_message(
-            CSID_CONTROL,
-            MSG_SET_CHUNK_SIZE,
-            0,
-            0,
-            &OUT_CHUNK_SIZE.to_be_bytes(),
-        );
-        self.out_chunk_size = OUT_CHUNK_SIZE;
+        self.out.extend_from_slice(&s1s2[..HANDSHAKE_SIZE]);
+        self.reader.consume(1 + 2 * HANDSHAKE_SIZE);
+        self.writer
+            .announce_chunk_size(&mut self.out, OUT_CHUNK_SIZE);
         let info = amf0::object(&[
             ("app", amf0::string(&self.target.app)),
             ("type", amf0::string("nonprivate")),
@@ -1021,114 +679,14 @@ impl PushClient {
         Ok(true)
     }
 
-    fn maybe_ack(&mut self) {
-        let received = self.inbound.offset();
-        if self.ack_window > 0 && received - self.last_ack >= u64::from(self.ack_window) {
-            self.last_ack = received;
-            // The sequence number wraps at 32 bits like the server's counter.
-            let _ = self.write_message(
-                CSID_CONTROL,
-                MSG_ACK,
-                0,
-                0,
-                &(received as u32).to_be_bytes(),
-            );
-        }
-    }
-
-    fn control_u32(msg: &InMessage, what: &str) -> Result<u32> {
-        msg.payload
-            .get(..4)
-            .map(be32)
-            .ok_or_else(|| msg_err(msg, what, format!("{} bytes, need 4", msg.payload.len())))
-    }
-
-    fn handle_message(&mut self, msg: InMessage, events: &mut Vec<PushEvent>) -> Result<()> {
-        match msg.type_id {
-            MSG_SET_CHUNK_SIZE => {
-                let v = Self::control_u32(&msg, "SetChunkSize")? & 0x7FFF_FFFF;
-                if v == 0 {
-                    return Err(msg_err(&msg, "SetChunkSize", "chunk size 0"));
-                }
-                if v > self.inbound.limits.max_chunk_size {
-                    return Err(Error::Limit {
-                        what: "chunk size",
-                        value: u64::from(v),
-                        limit: u64::from(self.inbound.limits.max_chunk_size),
-                        offset: msg.offset,
-                    });
-                }
-                self.inbound.chunk_size = v;
-            }
-            MSG_ABORT => {
-                let csid = Self::control_u32(&msg, "Abort")?;
-                if let Some(st) = self.inbound.streams.get_mut(&csid) {
-                    if let Some(p) = st.partial.take() {
-                        self.inbound.pending_bytes =
-                            self.inbound.pending_bytes.saturating_sub(p.len());
-                    }
-                }
-            }
-            MSG_WINDOW_ACK_SIZE => {
-                self.ack_window = Self::control_u32(&msg, "WindowAcknowledgementSize")?;
-            }
-            MSG_USER_CONTROL => {
-                let Some(event) = msg.payload.get(..2) else {
-                    return Err(msg_err(&msg, "UserControl", "shorter than 2 bytes"));
-                };
-                if u16::from_be_bytes([event[0], event[1]]) == USER_CONTROL_PING_REQUEST {
-                    let Some(ts) = msg.payload.get(2..6) else {
-                        return Err(msg_err(&msg, "UserControl PingRequest", "truncated"));
-                    };
-                    let mut body = USER_CONTROL_PING_RESPONSE.to_be_bytes().to_vec();
-                    body.extend_from_slice(ts);
-                    let _ = self.write_message(CSID_CONTROL, MSG_USER_CONTROL, 0, 0, &body);
-                }
-                // Stream Begin, Stream EOF, ...: nothing to do.
-            }
-            MSG_COMMAND_AMF0 => {
-                let values = amf0::decode_all(&msg.payload).map_err(|e| {
-                    msg_err(
-                        &msg,
-                        "command",
-                        format!("AMF0 at message byte {}: {}", e.offset, e.reason),
-                    )
-                })?;
-                self.handle_command(&msg, &values, events)?;
-            }
-            MSG_COMMAND_AMF3 => {
-                // An AMF3 command message starts with a format byte, then AMF0 values.
-                let body = msg.payload.get(1..).unwrap_or_default();
-                let values = amf0::decode_all(body).map_err(|e| {
-                    msg_err(
-                        &msg,
-                        "command (AMF3)",
-                        format!("AMF0 at message byte {}: {}", e.offset + 1, e.reason),
-                    )
-                })?;
-                self.handle_command(&msg, &values, events)?;
-            }
-            // Acknowledgements, Set Peer Bandwidth (the client sends no window of its
-            // own), data, media, shared objects: nothing to do.
-            _ => {}
-        }
-        Ok(())
-    }
-
     fn reject(&mut self, why: String, events: &mut Vec<PushEvent>) {
-        self.closed = Some(format!("the server refused or ended the publish: {why}"));
+        self.reader
+            .close(format!("the server refused or ended the publish: {why}"));
         events.push(PushEvent::Rejected(why));
     }
 
-    fn handle_command(
-        &mut self,
-        msg: &InMessage,
-        values: &[Value],
-        events: &mut Vec<PushEvent>,
-    ) -> Result<()> {
-        let Some(name) = values.first().and_then(Value::as_str) else {
-            return Err(msg_err(msg, "command", "the command name is not a string"));
-        };
+    fn handle_command(&mut self, cmd: &Command, events: &mut Vec<PushEvent>) -> Result<()> {
+        let (msg, values) = (&cmd.msg, cmd.values.as_slice());
         let txid = values.get(1).and_then(Value::as_number);
         let method = txid.and_then(|t| {
             let i = self
@@ -1149,7 +707,7 @@ impl PushClient {
         };
         let level = field("level");
         let description = field("description").or(field("code")).map(str::to_owned);
-        match name {
+        match cmd.name.as_str() {
             "_result" => match method {
                 Some(Method::Connect) => {
                     if level == Some("error") {
@@ -1231,14 +789,6 @@ impl PushClient {
     }
 }
 
-fn command(values: &[Value]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for v in values {
-        amf0::encode(v, &mut out);
-    }
-    out
-}
-
 /// The first byte of an AAC audio tag: sound format 10, and the rate (44 kHz), size
 /// (16 bit) and type (stereo) bits FLV fixes for AAC; the AudioSpecificConfig is
 /// authoritative.
@@ -1261,7 +811,7 @@ fn metadata(video: Option<&VideoOut>, audio: Option<&AudioOut>) -> Vec<u8> {
         props.push(("stereo", Value::Boolean(a.channels > 1)));
     }
     props.push(("encoder", amf0::string("Brume")));
-    let mut out = command(&[amf0::string("@setDataFrame"), amf0::string("onMetaData")]);
+    let mut out = amf0::encode_all(&[amf0::string("@setDataFrame"), amf0::string("onMetaData")]);
     amf0::encode_ecma_array(&props, &mut out);
     out
 }

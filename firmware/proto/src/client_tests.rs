@@ -5,6 +5,7 @@ use brume_format::{Codec, Frame, Track};
 use proptest::prelude::*;
 
 use super::*;
+use crate::chunk::{be24, be32};
 use crate::{PublishSession, RtmpEvent};
 
 /// The bytes ffmpeg sent during the first second of a publish (see testdata/README.md).
@@ -138,7 +139,7 @@ fn message(out: &mut Vec<u8>, csid: u8, type_id: u8, stream_id: u32, payload: &[
 }
 
 fn cmd(out: &mut Vec<u8>, stream_id: u32, values: &[Value]) {
-    message(out, 3, 20, stream_id, &command(values), 128);
+    message(out, 3, 20, stream_id, &amf0::encode_all(values), 128);
 }
 
 fn status(level: &str, code: &str, description: &str) -> Vec<Value> {
@@ -274,7 +275,7 @@ fn ffmpeg_like_server_exchange_reaches_publishing() {
     message(&mut s, 2, 5, 0, &2_500_000u32.to_be_bytes(), 128);
     message(&mut s, 2, 6, 0, &[0, 0x26, 0x25, 0xA0, 2], 128);
     message(&mut s, 2, 1, 0, &4096u32.to_be_bytes(), 128);
-    let result = command(&[
+    let result = amf0::encode_all(&[
         amf0::string("_result"),
         Value::Number(1.0),
         amf0::object(&[("fmsVer", amf0::string("FMS/3,0,1,123"))]),
@@ -286,7 +287,7 @@ fn ffmpeg_like_server_exchange_reaches_publishing() {
     ]);
     // After SetChunkSize 4096 the server's messages arrive in one chunk.
     message(&mut s, 3, 20, 0, &result, 4096);
-    let bw = command(&[amf0::string("onBWDone"), Value::Number(0.0), Value::Null]);
+    let bw = amf0::encode_all(&[amf0::string("onBWDone"), Value::Number(0.0), Value::Null]);
     message(&mut s, 3, 20, 0, &bw, 4096);
     assert_eq!(c.receive(&s).unwrap(), []);
     let commands = sent_commands(&c.take_output());
@@ -299,7 +300,7 @@ fn ffmpeg_like_server_exchange_reaches_publishing() {
     assert_eq!(commands[2][1], Value::Number(4.0));
 
     let mut s = Vec::new();
-    let mut one = |values: &[Value]| message(&mut s, 3, 20, 0, &command(values), 4096);
+    let mut one = |values: &[Value]| message(&mut s, 3, 20, 0, &amf0::encode_all(values), 4096);
     one(&[amf0::string("onFCPublish")]);
     one(&[
         amf0::string("_result"),
@@ -326,7 +327,7 @@ fn ffmpeg_like_server_exchange_reaches_publishing() {
         3,
         20,
         1,
-        &command(&status(
+        &amf0::encode_all(&status(
             "status",
             "NetStream.Publish.Start",
             "test is now published",
@@ -426,7 +427,14 @@ fn ping_request_gets_a_response_and_acks_follow_the_window() {
     );
     let mut s = Vec::new();
     for _ in 0..5 {
-        message(&mut s, 3, 20, 0, &command(&[amf0::string("onBWDone")]), 128);
+        message(
+            &mut s,
+            3,
+            20,
+            0,
+            &amf0::encode_all(&[amf0::string("onBWDone")]),
+            128,
+        );
     }
     c.receive(&s[..50]).unwrap();
     assert_eq!(c.pending(), 0);

@@ -9,14 +9,16 @@
 #![warn(missing_docs)]
 
 mod amf0;
+mod chunk;
 mod client;
 mod error;
 pub mod flv;
 mod session;
 
+pub use chunk::RtmpLimits;
 pub use client::{PushClient, PushEvent};
 pub use error::{Error, Result};
-pub use session::{PublishSession, RtmpEvent, RtmpLimits};
+pub use session::{PublishSession, RtmpEvent};
 
 #[cfg(test)]
 mod tests;
