@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # mkinitramfs.sh ARCH OUT BRUME PROBE: the initramfs of one test guest (amd64 or arm64).
 # Holds busybox, the kernel modules in load order (busybox insmod resolves nothing),
-# gpio-sim, the brume binary with the shared libraries it needs (resolved from the ELF
+# gpio-sim, vicodec, the brume binary with the shared libraries it needs (resolved from the ELF
 # files themselves, so it works the same for the cross-built aarch64 binary), ALSA's
 # configuration (libasound reads it to resolve names like hw:CARD=Loopback,DEV=1),
 # the guest /init, the control CGI and its commands.
@@ -27,7 +27,11 @@ cp "$K/busybox-$ARCH" "$R/bin/busybox"
 # Kernel modules, dependencies first, with their options.
 declare -A seen opts=([vivid]="n_devs=1 node_types=0x1")
 : >"$R/etc/hil/modules"
-for m in virtio_pci virtio_net configfs vivid snd-aloop; do
+# vicodec (built out of tree) needs videodev, videobuf2-vmalloc and v4l2-mem2mem (a
+# module on arm64; built into vicodec on amd64, whose kernel lacks it).
+m2m=""
+[ -e "$MODBASE/lib/modules/$KVER/kernel/drivers/media/v4l2-core/v4l2-mem2mem.ko" ] && m2m=v4l2-mem2mem
+for m in virtio_pci virtio_net configfs vivid snd-aloop videobuf2-vmalloc $m2m; do
     while read -r _ path _; do
         rel=${path#"$MODBASE/lib/modules/$KVER/"}
         [ -n "${seen[$rel]:-}" ] && continue
@@ -39,6 +43,7 @@ for m in virtio_pci virtio_net configfs vivid snd-aloop; do
     done < <(modprobe -d "$MODBASE" -S "$KVER" --show-depends "$m" | grep '^insmod')
 done
 cp "$K/gpio-sim-$ARCH.ko" "$R/lib/extra/gpio-sim.ko"
+cp "$K/vicodec-$ARCH.ko" "$R/lib/extra/vicodec.ko"
 
 # brume and the helper, with every shared library they need (NEEDED, recursively).
 install -m 755 "$BRUME" "$R/usr/bin/brume"

@@ -18,7 +18,11 @@
 #              (gpio-sim): pulling the button line low (a press) starts a recording of
 #              `demo` and lights the LED line (read back from sim_gpioN/value); a
 #              second press stops both; the file plays and lasts as long as the
-#              presses were apart (within 1 s).
+#              presses were apart (within 1 s). The V4L2 M2M encoder code through
+#              `brume bench encoder` on vicodec's FWHT encoder (built out of tree),
+#              with the single-planar API (m2m) and the multi-planar one (m2m-mplane,
+#              what the Pi's bcm2835-codec uses): 60 frames of 640x360, keyframes,
+#              non-trivial sizes, exit 0.
 # Default: both groups. With --only synthetic the guests run a configuration without
 # the camera stream. With --only camera the synthetic checks still run first (they
 # prove the guest works) but are not counted.
@@ -67,7 +71,7 @@ fail() {
     if [ $counting = 1 ]; then failed=$((failed + 1)); echo "FAIL: $*"; else echo "failed (not counted): $*"; fi
 }
 SYNTHETIC_TESTS=(boot drivers serve demo-hls)
-CAMERA_TESTS=(devices cam-hls tone unplug replug gpio-press gpio-release gpio-file)
+CAMERA_TESTS=(devices cam-hls tone unplug replug gpio-press gpio-release gpio-file m2m m2m-mplane)
 finish() {
     log "done"
     echo
@@ -355,6 +359,31 @@ gpio_tests() {
     fi
 }
 
+m2m_tests() {
+    local arch=$1 api test line f k b m node listed
+    for api in single multi; do
+        test=m2m
+        [ $api = multi ] && test=m2m-mplane
+        CTL_TIMEOUT=120 ctl m2m $api 60 640x360 >"$out/$test.txt" 2>&1
+        line=$(grep '^encoder ' "$out/$test.txt" | head -1)
+        node=$(sed -n 's/^vicodec multiplanar=. encoder //p' "$out/$test.txt")
+        f=$(echo "$line" | sed -n 's/.* frames=\([0-9]*\) of 60 .*/\1/p')
+        k=$(echo "$line" | sed -n 's/.* keyframes=\([0-9]*\) .*/\1/p')
+        b=$(echo "$line" | sed -n 's/.* bytes=\([0-9]*\) .*/\1/p')
+        m=$(echo "$line" | sed -n 's/.* min_frame_bytes=\([0-9]*\) .*/\1/p')
+        # `brume devices` (taken by the camera tests, with vicodec as loaded at boot)
+        # lists vicodec's encoder under "encoders", and neither of its decoders.
+        listed=yes
+        [ $api = single ] && [ "$(jget "$out/devices.json" 'd["encoders"]')" != "['$node']" ] && listed=no
+        if grep -q '^bench-exit 0$' "$out/$test.txt" && [ "${f:-0}" = 60 ] && [ "${k:-0}" -ge 2 ] &&
+            [ "${m:-0}" -gt 64 ] && [ "${b:-0}" -gt 60000 ] && [ $listed = yes ]; then
+            pass "$arch: $test: brume bench encoder on vicodec ($node, multiplanar=$([ $api = multi ] && echo Y || echo N)): ${line#*: }"
+        else
+            fail "$arch: $test: encoders in brume devices: $(jget "$out/devices.json" 'd["encoders"]'); $(tr -s '\n' ' ' <"$out/$test.txt" | cut -c1-400)"
+        fi
+    done
+}
+
 # ---------------------------------------------------------------- each guest
 mode=synthetic
 [ "$only" = synthetic ] || mode=camera
@@ -396,6 +425,7 @@ for arch in "${arches[@]}"; do
         if [ "$only" != synthetic ]; then
             camera_tests "$arch"
             gpio_tests "$arch"
+            m2m_tests "$arch"
         fi
     else
         counting=1

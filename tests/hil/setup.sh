@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Host side of the real-driver tier: packages, Debian's amd64 and arm64 kernels and
-# modules, gpio-sim built out of tree for both, busybox for both guests.
+# modules, gpio-sim and vicodec built out of tree for both, busybox for both guests.
 # Idempotent, no stdin; everything it fetches or builds is cached under $HIL (target/hil).
 # Writes $HIL/kernel.env (ABI, KV) for run.sh.
 #
@@ -167,7 +167,41 @@ for a in amd64 arm64; do
     cp "$b/gpio-sim-oot.ko" "$out"
     rm -rf "$b"
 done
+# ---------------------------------------------------------------- vicodec
+# The kernel's M2M test codec (FWHT encoder and decoder): the same V4L2 M2M API as the
+# Pi's H.264 encoder. Debian's kernels do not enable it; build it out of tree. It needs
+# v4l2-mem2mem, which Debian's arm64 kernel ships as a module and its amd64 kernel
+# lacks: there it is built into the same module.
+if [ ! -e "$K/vicodec-src/.done" ]; then
+    rm -rf "$K/vicodec-src" "$K/lsrc"
+    mkdir -p "$K/vicodec-src" "$K/lsrc"
+    s=linux-source-6.1
+    dpkg-deb --fsys-tarfile "$K/debs/${s}_"*"_all.deb" | tar -xO "./usr/src/$s.tar.xz" |
+        tar -xJ -C "$K/lsrc" "$s/drivers/media/test-drivers/vicodec" "$s/drivers/media/v4l2-core/v4l2-mem2mem.c"
+    cp "$K/lsrc/$s/drivers/media/test-drivers/vicodec/"*.[ch] "$K/lsrc/$s/drivers/media/v4l2-core/v4l2-mem2mem.c" "$K/vicodec-src/"
+    # In one module with vicodec-core.c, two `debug` parameters would clash.
+    sed -i 's/^module_param(debug, bool, 0644);$/module_param_named(m2m_debug, debug, bool, 0644);/' "$K/vicodec-src/v4l2-mem2mem.c"
+    grep -q 'module_param_named(m2m_debug' "$K/vicodec-src/v4l2-mem2mem.c" || { say "v4l2-mem2mem.c changed upstream; adapt the patch"; exit 1; }
+    rm -rf "$K/lsrc"
+    touch "$K/vicodec-src/.done"
+fi
+for a in amd64 arm64; do
+    out=$K/vicodec-$a.ko
+    [ -e "$out" ] && continue
+    b=$K/vicodec-build-$a
+    rm -rf "$b"
+    cp -r "$K/vicodec-src" "$b"
+    objs="vicodec-core.o codec-fwht.o codec-v4l2-fwht.o"
+    [ -e "$K/mods-$a/lib/modules/$ABI-$a/kernel/drivers/media/v4l2-core/v4l2-mem2mem.ko" ] || objs="$objs v4l2-mem2mem.o"
+    printf 'obj-m := vicodec-oot.o\nvicodec-oot-y := %s\n' "$objs" >"$b/Makefile"
+    if [ "$a" = amd64 ]; then cross=(); strip="strip"; else cross=(ARCH=arm64 CROSS_COMPILE=aarch64-linux-gnu-); strip=aarch64-linux-gnu-strip; fi
+    make -s -C "$K/hdr/usr/src/linux-headers-$ABI-$a" M="$b" "${cross[@]}" modules >"$b/build.log" 2>&1 ||
+        { cat "$b/build.log"; exit 1; }
+    $strip --strip-debug "$b/vicodec-oot.ko"
+    cp "$b/vicodec-oot.ko" "$out"
+    rm -rf "$b"
+done
 printf 'ABI=%s\nKV=%s\nK=%s\n' "$ABI" "$KV" "$K" >"$HIL/kernel.env"
 # Kernels of older ABIs are of no further use.
 for d in "$HIL/kernel/"*; do [ "$d" = "$K" ] || rm -rf "$d"; done
-say "kernels, modules, gpio-sim and busybox ready in $K"
+say "kernels, modules, gpio-sim, vicodec and busybox ready in $K"

@@ -27,8 +27,10 @@ USAGE:
     brume devices
         List the V4L2 cameras (formats, sizes, frame rates), ALSA capture
         devices and GPIO chips, as JSON.
-    brume bench [shm|latency|fanout|controller|all]
+    brume bench [shm|latency|fanout|controller|capture|all]
         Measure and print figures (see README).
+    brume bench encoder [DEVICE] [--codec h264|fwht] [--frames N] [--size WxH]
+        Measure a V4L2 M2M encoder (default: the board's H.264 encoder).
     brume --version
 
 Internal roles (started by brume itself): controller, listen, input, record, push.
@@ -81,7 +83,13 @@ pub fn devices() -> serde_json::Value {
     let video: Vec<_> = brume_hw::v4l2::list_devices();
     serde_json::json!({
         "video": video.iter().filter(|d| d.capture).collect::<Vec<_>>(),
-        "encoders": video.iter().filter(|d| d.m2m).map(|d| &d.path).collect::<Vec<_>>(),
+        // M2M devices that encode raw pictures (not decoders or scalers), e.g. the
+        // Pi 4's bcm2835-codec H.264 encoder at /dev/video11.
+        "encoders": video
+            .iter()
+            .filter(|d| d.m2m && !brume_hw::v4l2_m2m::encoder_formats(&d.path).is_empty())
+            .map(|d| &d.path)
+            .collect::<Vec<_>>(),
         "audio": brume_hw::alsa_capture::list_devices(),
         "gpio": brume_hw::gpio::list_chips(),
         "fake": { "video": "fake:camera", "audio": "fake:microphone" },

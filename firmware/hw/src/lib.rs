@@ -5,7 +5,9 @@
 //! the [`fake`] implementations (synthetic pictures and tones, with a flash and a beep
 //! at the same instants for A/V sync tests). The Linux implementations in [`v4l2`] and
 //! [`alsa_capture`] are the only code in Brume that issues V4L2 or ALSA ioctls; they
-//! are tested against the real kernel drivers (vivid, snd-aloop) under QEMU.
+//! are tested against the real kernel drivers (vivid, snd-aloop) under QEMU. Hardware
+//! video encoders (V4L2 memory-to-memory: the Pi's bcm2835-codec H.264 encoder) are in
+//! [`v4l2_m2m`], tested there against the kernel's vicodec.
 //!
 //! GPIO (buttons, LEDs) goes through the [`gpio::Gpio`] trait: in-process `sim` pins
 //! for tests and laptops, the Linux GPIO character device on any board (tested with
@@ -20,6 +22,7 @@ pub mod alsa_capture;
 pub mod fake;
 pub mod gpio;
 pub mod v4l2;
+pub mod v4l2_m2m;
 
 pub use gpio::{ChipInfo as GpioChipInfo, Gpio};
 

@@ -13,40 +13,40 @@ use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::time::Duration;
 
-const BUF_TYPE_VIDEO_CAPTURE: u32 = 1;
-const MEMORY_MMAP: u32 = 1;
+pub(crate) const BUF_TYPE_VIDEO_CAPTURE: u32 = 1;
+pub(crate) const MEMORY_MMAP: u32 = 1;
 const CAP_VIDEO_CAPTURE: u32 = 0x0000_0001;
-const CAP_VIDEO_M2M_MPLANE: u32 = 0x0000_4000;
-const CAP_VIDEO_M2M: u32 = 0x0000_8000;
-const CAP_STREAMING: u32 = 0x0400_0000;
-const CAP_DEVICE_CAPS: u32 = 0x8000_0000;
+pub(crate) const CAP_VIDEO_M2M_MPLANE: u32 = 0x0000_4000;
+pub(crate) const CAP_VIDEO_M2M: u32 = 0x0000_8000;
+pub(crate) const CAP_STREAMING: u32 = 0x0400_0000;
+pub(crate) const CAP_DEVICE_CAPS: u32 = 0x8000_0000;
 const FRMSIZE_TYPE_DISCRETE: u32 = 1;
 const FRMIVAL_TYPE_DISCRETE: u32 = 1;
-const FIELD_NONE: u32 = 1;
+pub(crate) const FIELD_NONE: u32 = 1;
 const BUFFERS: u32 = 4;
 
 #[repr(C)]
 #[derive(Default)]
-struct Capability {
-    driver: [u8; 16],
-    card: [u8; 32],
-    bus_info: [u8; 32],
-    version: u32,
-    capabilities: u32,
-    device_caps: u32,
-    reserved: [u32; 3],
+pub(crate) struct Capability {
+    pub(crate) driver: [u8; 16],
+    pub(crate) card: [u8; 32],
+    pub(crate) bus_info: [u8; 32],
+    pub(crate) version: u32,
+    pub(crate) capabilities: u32,
+    pub(crate) device_caps: u32,
+    pub(crate) reserved: [u32; 3],
 }
 
 #[repr(C)]
 #[derive(Default)]
-struct FmtDesc {
-    index: u32,
-    type_: u32,
-    flags: u32,
-    description: [u8; 32],
-    pixelformat: u32,
-    mbus_code: u32,
-    reserved: [u32; 3],
+pub(crate) struct FmtDesc {
+    pub(crate) index: u32,
+    pub(crate) type_: u32,
+    pub(crate) flags: u32,
+    pub(crate) description: [u8; 32],
+    pub(crate) pixelformat: u32,
+    pub(crate) mbus_code: u32,
+    pub(crate) reserved: [u32; 3],
 }
 
 #[repr(C)]
@@ -75,73 +75,73 @@ struct FrmIvalEnum {
 
 #[repr(C)]
 #[derive(Clone, Copy, Default)]
-struct PixFormat {
-    width: u32,
-    height: u32,
-    pixelformat: u32,
-    field: u32,
-    bytesperline: u32,
-    sizeimage: u32,
-    colorspace: u32,
-    priv_: u32,
-    flags: u32,
-    ycbcr_enc: u32,
-    quantization: u32,
-    xfer_func: u32,
+pub(crate) struct PixFormat {
+    pub(crate) width: u32,
+    pub(crate) height: u32,
+    pub(crate) pixelformat: u32,
+    pub(crate) field: u32,
+    pub(crate) bytesperline: u32,
+    pub(crate) sizeimage: u32,
+    pub(crate) colorspace: u32,
+    pub(crate) priv_: u32,
+    pub(crate) flags: u32,
+    pub(crate) ycbcr_enc: u32,
+    pub(crate) quantization: u32,
+    pub(crate) xfer_func: u32,
 }
 
 #[repr(C)]
-union FmtUnion {
-    pix: PixFormat,
-    raw: [u8; 200],
+pub(crate) union FmtUnion {
+    pub(crate) pix: PixFormat,
+    pub(crate) raw: [u8; 200],
     // struct v4l2_window in the kernel's union holds pointers: pointer alignment.
-    _align: *mut libc::c_void,
+    pub(crate) _align: *mut libc::c_void,
 }
 
 #[repr(C)]
-struct Format {
-    type_: u32,
-    fmt: FmtUnion,
+pub(crate) struct Format {
+    pub(crate) type_: u32,
+    pub(crate) fmt: FmtUnion,
 }
 
 #[repr(C)]
 #[derive(Clone, Copy, Default)]
-struct CaptureParm {
-    capability: u32,
-    capturemode: u32,
-    numerator: u32,
-    denominator: u32,
-    extendedmode: u32,
-    readbuffers: u32,
-    reserved: [u32; 4],
+pub(crate) struct CaptureParm {
+    pub(crate) capability: u32,
+    pub(crate) capturemode: u32,
+    pub(crate) numerator: u32,
+    pub(crate) denominator: u32,
+    pub(crate) extendedmode: u32,
+    pub(crate) readbuffers: u32,
+    pub(crate) reserved: [u32; 4],
 }
 
 #[repr(C)]
-union ParmUnion {
-    capture: CaptureParm,
-    raw: [u8; 200],
+pub(crate) union ParmUnion {
+    pub(crate) capture: CaptureParm,
+    pub(crate) raw: [u8; 200],
 }
 
 #[repr(C)]
-struct StreamParm {
-    type_: u32,
-    parm: ParmUnion,
+pub(crate) struct StreamParm {
+    pub(crate) type_: u32,
+    pub(crate) parm: ParmUnion,
 }
 
 #[repr(C)]
 #[derive(Default)]
-struct RequestBuffers {
-    count: u32,
-    type_: u32,
-    memory: u32,
-    capabilities: u32,
-    flags: u8,
-    reserved: [u8; 3],
+pub(crate) struct RequestBuffers {
+    pub(crate) count: u32,
+    pub(crate) type_: u32,
+    pub(crate) memory: u32,
+    pub(crate) capabilities: u32,
+    pub(crate) flags: u8,
+    pub(crate) reserved: [u8; 3],
 }
 
 #[repr(C)]
 #[derive(Clone, Copy, Default)]
-struct Timecode {
+pub(crate) struct Timecode {
     type_: u32,
     flags: u32,
     frames: u8,
@@ -153,33 +153,33 @@ struct Timecode {
 
 #[repr(C)]
 #[derive(Clone, Copy)]
-union BufM {
-    offset: u32,
-    userptr: libc::c_ulong,
-    planes: *mut libc::c_void,
-    fd: i32,
+pub(crate) union BufM {
+    pub(crate) offset: u32,
+    pub(crate) userptr: libc::c_ulong,
+    pub(crate) planes: *mut libc::c_void,
+    pub(crate) fd: i32,
 }
 
 #[repr(C)]
 #[derive(Clone, Copy)]
-struct Buffer {
-    index: u32,
-    type_: u32,
-    bytesused: u32,
-    flags: u32,
-    field: u32,
-    timestamp: libc::timeval,
-    timecode: Timecode,
-    sequence: u32,
-    memory: u32,
-    m: BufM,
-    length: u32,
-    reserved2: u32,
-    request_fd: i32,
+pub(crate) struct Buffer {
+    pub(crate) index: u32,
+    pub(crate) type_: u32,
+    pub(crate) bytesused: u32,
+    pub(crate) flags: u32,
+    pub(crate) field: u32,
+    pub(crate) timestamp: libc::timeval,
+    pub(crate) timecode: Timecode,
+    pub(crate) sequence: u32,
+    pub(crate) memory: u32,
+    pub(crate) m: BufM,
+    pub(crate) length: u32,
+    pub(crate) reserved2: u32,
+    pub(crate) request_fd: i32,
 }
 
 impl Buffer {
-    fn new(index: u32) -> Buffer {
+    pub(crate) fn new(index: u32) -> Buffer {
         Buffer {
             index,
             type_: BUF_TYPE_VIDEO_CAPTURE,
@@ -201,27 +201,27 @@ impl Buffer {
     }
 }
 
-const fn ioc(dir: u32, nr: u32, size: usize) -> u32 {
+pub(crate) const fn ioc(dir: u32, nr: u32, size: usize) -> u32 {
     (dir << 30) | ((size as u32) << 16) | ((b'V' as u32) << 8) | nr
 }
-const R: u32 = 2;
-const W: u32 = 1;
-const RW: u32 = 3;
-const VIDIOC_QUERYCAP: u32 = ioc(R, 0, std::mem::size_of::<Capability>());
-const VIDIOC_ENUM_FMT: u32 = ioc(RW, 2, std::mem::size_of::<FmtDesc>());
-const VIDIOC_S_FMT: u32 = ioc(RW, 5, std::mem::size_of::<Format>());
-const VIDIOC_REQBUFS: u32 = ioc(RW, 8, std::mem::size_of::<RequestBuffers>());
-const VIDIOC_QUERYBUF: u32 = ioc(RW, 9, std::mem::size_of::<Buffer>());
-const VIDIOC_QBUF: u32 = ioc(RW, 15, std::mem::size_of::<Buffer>());
-const VIDIOC_DQBUF: u32 = ioc(RW, 17, std::mem::size_of::<Buffer>());
-const VIDIOC_STREAMON: u32 = ioc(W, 18, std::mem::size_of::<i32>());
-const VIDIOC_STREAMOFF: u32 = ioc(W, 19, std::mem::size_of::<i32>());
-const VIDIOC_S_PARM: u32 = ioc(RW, 22, std::mem::size_of::<StreamParm>());
+pub(crate) const R: u32 = 2;
+pub(crate) const W: u32 = 1;
+pub(crate) const RW: u32 = 3;
+pub(crate) const VIDIOC_QUERYCAP: u32 = ioc(R, 0, std::mem::size_of::<Capability>());
+pub(crate) const VIDIOC_ENUM_FMT: u32 = ioc(RW, 2, std::mem::size_of::<FmtDesc>());
+pub(crate) const VIDIOC_S_FMT: u32 = ioc(RW, 5, std::mem::size_of::<Format>());
+pub(crate) const VIDIOC_REQBUFS: u32 = ioc(RW, 8, std::mem::size_of::<RequestBuffers>());
+pub(crate) const VIDIOC_QUERYBUF: u32 = ioc(RW, 9, std::mem::size_of::<Buffer>());
+pub(crate) const VIDIOC_QBUF: u32 = ioc(RW, 15, std::mem::size_of::<Buffer>());
+pub(crate) const VIDIOC_DQBUF: u32 = ioc(RW, 17, std::mem::size_of::<Buffer>());
+pub(crate) const VIDIOC_STREAMON: u32 = ioc(W, 18, std::mem::size_of::<i32>());
+pub(crate) const VIDIOC_STREAMOFF: u32 = ioc(W, 19, std::mem::size_of::<i32>());
+pub(crate) const VIDIOC_S_PARM: u32 = ioc(RW, 22, std::mem::size_of::<StreamParm>());
 const VIDIOC_ENUM_FRAMESIZES: u32 = ioc(RW, 74, std::mem::size_of::<FrmSizeEnum>());
 const VIDIOC_ENUM_FRAMEINTERVALS: u32 = ioc(RW, 75, std::mem::size_of::<FrmIvalEnum>());
 
 /// Issues one ioctl, retrying on EINTR.
-fn xioctl<T>(file: &File, req: u32, arg: &mut T) -> std::io::Result<()> {
+pub(crate) fn xioctl<T>(file: &File, req: u32, arg: &mut T) -> std::io::Result<()> {
     loop {
         // SAFETY: `arg` is a live, exclusively borrowed `repr(C)` value whose size is
         // encoded in `req`; the kernel reads and writes only within it.
@@ -236,16 +236,16 @@ fn xioctl<T>(file: &File, req: u32, arg: &mut T) -> std::io::Result<()> {
     }
 }
 
-fn text(b: &[u8]) -> String {
+pub(crate) fn text(b: &[u8]) -> String {
     let end = b.iter().position(|c| *c == 0).unwrap_or(b.len());
     String::from_utf8_lossy(&b[..end]).trim().to_string()
 }
 
-fn fourcc_text(f: u32) -> String {
+pub(crate) fn fourcc_text(f: u32) -> String {
     String::from_utf8_lossy(&f.to_le_bytes()).trim().to_string()
 }
 
-fn os(device: &str, op: &'static str, e: std::io::Error) -> Error {
+pub(crate) fn os(device: &str, op: &'static str, e: std::io::Error) -> Error {
     match e.raw_os_error() {
         Some(libc::ENODEV) | Some(libc::ENOENT) | Some(libc::ENXIO) => Error::Gone {
             device: device.to_string(),
@@ -259,7 +259,7 @@ fn os(device: &str, op: &'static str, e: std::io::Error) -> Error {
     }
 }
 
-fn open(path: &str) -> Result<File> {
+pub(crate) fn open(path: &str) -> Result<File> {
     std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -272,6 +272,14 @@ use std::os::unix::fs::OpenOptionsExt;
 
 /// Every V4L2 device node with what it offers.
 pub fn list_devices() -> Vec<VideoDeviceInfo> {
+    video_nodes()
+        .iter()
+        .filter_map(|n| describe(n).ok())
+        .collect()
+}
+
+/// The /dev/videoN nodes, in number order.
+pub(crate) fn video_nodes() -> Vec<String> {
     let mut nodes: Vec<String> = std::fs::read_dir("/dev")
         .map(|d| {
             d.filter_map(|e| e.ok())
@@ -282,7 +290,7 @@ pub fn list_devices() -> Vec<VideoDeviceInfo> {
         })
         .unwrap_or_default();
     nodes.sort_by_key(|n| n[10..].parse::<u32>().unwrap_or(u32::MAX));
-    nodes.iter().filter_map(|n| describe(n).ok()).collect()
+    nodes
 }
 
 /// Stable names that point at `node` (udev's /dev/v4l/by-id and by-path links).

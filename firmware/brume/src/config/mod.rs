@@ -167,7 +167,8 @@ pub struct CameraVideo {
     pub height: u32,
     #[serde(default = "default_fps")]
     pub fps: u32,
-    /// H.264 encoder for raw and MJPEG cameras: "auto" or "software".
+    /// H.264 encoder for raw and MJPEG cameras: "auto" (the board's V4L2 M2M encoder
+    /// if it has one, else software), "software" or "hardware" (the board's or fail).
     #[serde(default = "auto")]
     pub encoder: String,
 }
@@ -500,8 +501,11 @@ impl StreamConfig {
                             "must be 1..=120 frames per second",
                         ));
                     }
-                    if !["auto", "software"].contains(&v.encoder.as_str()) {
-                        return Err(field_err("source.video.encoder", "auto or software"));
+                    if !["auto", "software", "hardware"].contains(&v.encoder.as_str()) {
+                        return Err(field_err(
+                            "source.video.encoder",
+                            "auto, software or hardware",
+                        ));
                     }
                     if *jpeg_fps > v.fps {
                         return Err(field_err(
@@ -597,6 +601,23 @@ mod tests {
         assert_eq!(
             Recording::default().dir_for(Path::new("/etc/brume/brume.json")),
             Path::new("/etc/brume/recordings")
+        );
+    }
+
+    #[test]
+    fn camera_encoder_is_auto_software_or_hardware() {
+        let cam = |encoder: &str| -> Config {
+            serde_json::from_str(&format!(
+                r#"{{"streams":{{"c":{{"source":{{"type":"camera","video":{{"device":"/dev/video0","encoder":"{encoder}"}}}}}}}}}}"#
+            ))
+            .unwrap()
+        };
+        for ok in ["auto", "software", "hardware"] {
+            cam(ok).validate().unwrap();
+        }
+        assert_eq!(
+            cam("gpu").validate().unwrap_err().field,
+            "streams.c.source.video.encoder"
         );
     }
 

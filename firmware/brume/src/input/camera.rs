@@ -4,6 +4,11 @@
 //! * **Video.** H.264 cameras pass through (Annex B to Brume's layout). MJPEG cameras
 //!   keep their JPEGs as a JPEG track and are decoded and encoded to H.264. Raw
 //!   cameras (YUYV, NV12, YU12) are encoded to H.264, plus JPEG at `jpeg_fps`.
+//! * **Encoder.** `encoder: "auto"` encodes with the board's V4L2 M2M H.264 encoder
+//!   when there is one (the Pi 3/4/Zero 2 W's bcm2835-codec) and in software
+//!   (openh264) when there is none or it cannot be opened; `"software"` never uses it;
+//!   `"hardware"` fails the stream without one. Its Annex B output takes the H.264
+//!   camera's passthrough path.
 //! * **Timing.** Both devices are stamped with CLOCK_MONOTONIC: V4L2 buffer
 //!   timestamps, and for audio the read time minus what is still buffered. Stream
 //!   time is that clock minus the instant the tracks went live. Audio timestamps
@@ -18,6 +23,7 @@ use crate::config::{CameraAudio, CameraVideo};
 use crate::env::Env;
 use brume_codec::{AacEncoder, H264Encoder, JpegEncoder, I420};
 use brume_format::{h264, Codec, Frame, Track};
+use brume_hw::v4l2_m2m;
 use brume_hw::{AudioConfig, AudioSource, PixelFormat, VideoConfig, VideoSource};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
@@ -42,6 +48,8 @@ enum Msg {
     /// A frame stamped with CLOCK_MONOTONIC microseconds.
     Frame(Frame),
     Dropped(u64),
+    /// Something the stream's status should show (the encoder fell back to software).
+    Note(String),
     /// The thread ended: None when asked to stop, else why.
     Ended(Option<DeviceError>),
 }
@@ -98,6 +106,7 @@ pub fn run(env: &Env, stream: &str, p: Params) -> Result<(), String> {
     let mut inited = std::collections::HashSet::new();
     let mut t0: Option<i64> = None;
     let mut dropped = 0u64;
+    let mut note = String::new();
     let result = loop {
         let msg = match rx.recv_timeout(Duration::from_millis(500)) {
             Ok(m) => m,
@@ -130,7 +139,7 @@ pub fn run(env: &Env, stream: &str, p: Params) -> Result<(), String> {
                     };
                     w.set_tracks(&tracks).map_err(|e| e.to_string())?;
                     t0.get_or_insert_with(brume_hw::monotonic_us);
-                    super::report(env, stream, "running", "");
+                    super::report(env, stream, "running", &note);
                 }
             }
             Msg::Frame(mut f) => {
@@ -154,6 +163,7 @@ pub fn run(env: &Env, stream: &str, p: Params) -> Result<(), String> {
                     tracing::warn!(dropped, "the camera dropped frames");
                 }
             }
+            Msg::Note(n) => note = n,
             Msg::Ended(None) => break Ok(()),
             Msg::Ended(Some(e)) => {
                 let state = if e.missing { "device-missing" } else { "error" };
@@ -213,7 +223,13 @@ fn video_thread(
     let mut src = open_video(v)?;
     let (format, w, h, fps) = src.format();
     tracing::info!(device = %v.device, ?format, width = w, height = h, fps, "camera opened");
-    let mut pipe = VideoPipeline::new(format, w, h, fps, bitrate, jpeg_fps).map_err(other)?;
+    let hardware = if format == PixelFormat::H264 {
+        None
+    } else {
+        hardware_encoder(&v.encoder, w, h, fps, bitrate, tx)?
+    };
+    let mut pipe =
+        VideoPipeline::new(format, w, h, fps, bitrate, jpeg_fps, hardware).map_err(other)?;
     let mut announced = false;
     let mut last_seq: Option<u32> = None;
     while !stopping() {
@@ -271,6 +287,52 @@ fn video_thread(
     Ok(())
 }
 
+/// The V4L2 M2M H.264 encoder the configuration asks for: "software" none, "auto"
+/// the board's if it opens (else software, said once in the log and the stream's
+/// status), "hardware" the board's or an error.
+fn hardware_encoder(
+    choice: &str,
+    width: u32,
+    height: u32,
+    fps: u32,
+    bitrate: u32,
+    tx: &mpsc::SyncSender<Msg>,
+) -> Result<Option<v4l2_m2m::Encoder>, DeviceError> {
+    if choice == "software" {
+        return Ok(None);
+    }
+    let Some(node) = v4l2_m2m::find_h264_encoder() else {
+        return match choice {
+            "hardware" => Err(other(
+                "encoder \"hardware\": this board has no V4L2 M2M H.264 encoder",
+            )),
+            _ => Ok(None),
+        };
+    };
+    let cfg = v4l2_m2m::EncoderConfig {
+        codec: v4l2_m2m::Codec::H264,
+        width,
+        height,
+        fps,
+        bitrate_bps: bitrate,
+        gop: fps,
+    };
+    match v4l2_m2m::Encoder::open(&node, cfg) {
+        Ok(e) => {
+            tracing::info!(device = %node, name = %e.name(), "hardware H.264 encoder");
+            Ok(Some(e))
+        }
+        Err(e) if choice == "hardware" => Err(other(format!("hardware H.264 encoder: {e}"))),
+        Err(e) => {
+            tracing::warn!(error = %e, "hardware H.264 encoder unusable: encoding in software");
+            let _ = tx.send(Msg::Note(format!(
+                "hardware H.264 encoder unusable ({e}): encoding in software"
+            )));
+            Ok(None)
+        }
+    }
+}
+
 /// What one captured frame became.
 pub struct Processed {
     /// H.264 in Brume's layout, and whether it is a keyframe.
@@ -284,15 +346,24 @@ pub struct VideoPipeline {
     format: PixelFormat,
     width: u32,
     height: u32,
-    enc: Option<H264Encoder>,
+    enc: Option<Encoder>,
     jpeg: Option<JpegEncoder>,
     jpeg_every: u64,
-    /// avcC of an H.264 camera, once seen.
+    /// avcC of an H.264 camera or the hardware encoder, once seen.
     sets: Option<Vec<u8>>,
     n: u64,
 }
 
+/// The H.264 encoder of a raw or MJPEG camera.
+enum Encoder {
+    Software(Box<H264Encoder>),
+    /// A V4L2 M2M encoder: Annex B out, taken through [`passthrough`].
+    Hardware(v4l2_m2m::Encoder),
+}
+
 impl VideoPipeline {
+    /// `hardware`: the M2M encoder to use instead of openh264 (ignored for H.264
+    /// cameras).
     pub fn new(
         format: PixelFormat,
         width: u32,
@@ -300,11 +371,14 @@ impl VideoPipeline {
         fps: u32,
         bitrate: u32,
         jpeg_fps: u32,
+        hardware: Option<v4l2_m2m::Encoder>,
     ) -> Result<VideoPipeline, String> {
-        let enc = if format == PixelFormat::H264 {
-            None
-        } else {
-            Some(H264Encoder::new(width, height, fps, bitrate, fps).map_err(|e| e.to_string())?)
+        let enc = match hardware {
+            _ if format == PixelFormat::H264 => None,
+            Some(h) => Some(Encoder::Hardware(h)),
+            None => Some(Encoder::Software(Box::new(
+                H264Encoder::new(width, height, fps, bitrate, fps).map_err(|e| e.to_string())?,
+            ))),
         };
         let jpeg = if format.is_raw() && jpeg_fps > 0 {
             Some(JpegEncoder::new(75, if width > 640 { 2 } else { 1 }).map_err(|e| e.to_string())?)
@@ -328,14 +402,10 @@ impl VideoPipeline {
     #[allow(clippy::type_complexity)]
     pub fn process(&mut self, data: &[u8]) -> Result<Result<Processed, String>, String> {
         if self.format == PixelFormat::H264 {
-            let p = match passthrough(data) {
-                Ok(p) => p,
+            let video = match self.pass(data) {
+                Ok(v) => v,
                 Err(e) => return Ok(Err(e)),
             };
-            if let Some(a) = p.avcc {
-                self.sets = Some(a);
-            }
-            let video = (self.sets.is_some() && !p.data.is_empty()).then_some((p.data, p.key));
             return Ok(Ok(Processed { video, jpeg: None }));
         }
         let (w, h) = (self.width, self.height);
@@ -358,22 +428,40 @@ impl VideoPipeline {
             }
         }
         self.n += 1;
-        let enc = self
-            .enc
-            .as_mut()
-            .expect("an encoder exists for non-H.264 formats");
-        let video = enc
-            .encode(&pic, false)
-            .map_err(|e| e.to_string())?
-            .map(|v| (v.data, v.key));
+        let video = match self.enc.as_mut() {
+            Some(Encoder::Software(e)) => e
+                .encode(&pic, false)
+                .map_err(|e| e.to_string())?
+                .map(|v| (v.data, v.key)),
+            Some(Encoder::Hardware(e)) => {
+                match e
+                    .encode([&pic.y, &pic.u, &pic.v], false)
+                    .map_err(|e| e.to_string())?
+                {
+                    Some(v) => self.pass(&v.data)?.map(|(data, key)| (data, key || v.key)),
+                    None => None,
+                }
+            }
+            None => return Err("no encoder for a non-H.264 camera".into()),
+        };
         Ok(Ok(Processed { video, jpeg }))
+    }
+
+    /// Annex B (an H.264 camera's or the hardware encoder's) to Brume's layout,
+    /// keeping the parameter sets; None until they are known.
+    fn pass(&mut self, annexb: &[u8]) -> Result<Option<(Vec<u8>, bool)>, String> {
+        let p = passthrough(annexb)?;
+        if let Some(a) = p.avcc {
+            self.sets = Some(a);
+        }
+        Ok((self.sets.is_some() && !p.data.is_empty()).then_some((p.data, p.key)))
     }
 
     /// The stream's video tracks, once the H.264 parameter sets are known.
     pub fn tracks(&self) -> Option<Vec<Track>> {
         let avcc = match (&self.sets, &self.enc) {
             (Some(a), _) => a.clone(),
-            (None, Some(e)) => e.avcc()?.to_vec(),
+            (None, Some(Encoder::Software(e))) => e.avcc()?.to_vec(),
             _ => return None,
         };
         let (w, h) = (self.width, self.height);
@@ -504,6 +592,21 @@ fn audio_thread(a: &CameraAudio, tx: &mpsc::SyncSender<Msg>) -> Result<(), Devic
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn encoder_choice_software_auto_hardware() {
+        let (tx, _rx) = std::sync::mpsc::sync_channel(4);
+        let choose = |c: &str| super::hardware_encoder(c, 640, 360, 30, 1_000_000, &tx);
+        assert!(matches!(choose("software"), Ok(None)));
+        if brume_hw::v4l2_m2m::find_h264_encoder().is_none() {
+            // No H.264 M2M encoder here: "auto" encodes in software, "hardware" fails.
+            assert!(matches!(choose("auto"), Ok(None)));
+            match choose("hardware") {
+                Err(e) => assert!(e.message.contains("no V4L2 M2M H.264 encoder")),
+                Ok(_) => panic!("\"hardware\" without an encoder must fail"),
+            }
+        }
+    }
+
     #[test]
     fn passthrough_strips_parameter_sets_and_finds_keys() {
         let sps = [0x67, 0x42, 0xc0, 0x1e, 0xd9, 0x00, 0xa0, 0x47, 0xfe, 0xc8];

@@ -12,6 +12,10 @@
 //! * `capture`: CPU per captured stream (the camera pipeline's per-frame work) for
 //!   H.264 passthrough, MJPEG (passthrough + decode + H.264 encode) and raw YUYV
 //!   (H.264 encode), at 640x480@30 and 1280x720@30.
+//! * `encoder [DEVICE] [--codec h264|fwht] [--frames N] [--size WxH]`: a V4L2 M2M
+//!   encoder (default: the board's H.264 encoder, bcm2835-codec on a Pi 4) fed a moving
+//!   test picture as fast as it takes it: frames, keyframes, bytes, ms per frame. Not
+//!   part of `all`.
 
 use brume_format::{Codec, Frame, Track};
 use brume_shm::{Layout, Namespace, Read, Reader, Writer};
@@ -30,6 +34,9 @@ pub fn main(args: &[String]) -> Result<(), String> {
         return shm_reader(&args[1..]);
     }
     let what = args.first().map(String::as_str).unwrap_or("all");
+    if what == "encoder" {
+        return bench_encoder(&args[1..]);
+    }
     println!(
         "brume bench on {} ({} CPUs)",
         machine(),
@@ -586,7 +593,7 @@ fn bench_capture() -> Result<(), String> {
             ),
             ("YUYV software H.264 encode", PixelFormat::Yuyv, &yuyv),
         ] {
-            let mut pipe = VideoPipeline::new(format, w, h, 30, 2_000_000, 0)?;
+            let mut pipe = VideoPipeline::new(format, w, h, 30, 2_000_000, 0, None)?;
             let frames_done = 90;
             let t0 = thread_cpu_ns();
             for i in 0..frames_done {
@@ -602,6 +609,117 @@ fn bench_capture() -> Result<(), String> {
                 per_second / 10.0
             );
         }
+    }
+    Ok(())
+}
+
+/// `brume bench encoder`: a V4L2 M2M encoder, as fast as it goes.
+fn bench_encoder(args: &[String]) -> Result<(), String> {
+    use brume_codec::{TestPattern, I420};
+    use brume_hw::v4l2_m2m::{self, Codec, EncoderConfig};
+    let usage = "usage: brume bench encoder [DEVICE] [--codec h264|fwht] [--frames N] [--size WxH]";
+    let mut device = None;
+    let mut i = 0;
+    while i < args.len() {
+        match args[i].as_str() {
+            "--codec" | "--frames" | "--size" => i += 2,
+            a if a.starts_with('-') => return Err(format!("unknown option {a}; {usage}")),
+            a => {
+                device = Some(a.to_string());
+                i += 1;
+            }
+        }
+    }
+    let codec = match crate::flag(args, "--codec").unwrap_or("h264") {
+        "h264" => Codec::H264,
+        "fwht" => Codec::Fwht,
+        c => return Err(format!("--codec {c}: h264 or fwht; {usage}")),
+    };
+    let frames: usize = crate::flag(args, "--frames")
+        .unwrap_or("300")
+        .parse()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("--frames: a positive number; {usage}"))?;
+    let (w, h) = crate::flag(args, "--size")
+        .unwrap_or("1280x720")
+        .split_once('x')
+        .and_then(|(w, h)| Some((w.parse::<u32>().ok()?, h.parse::<u32>().ok()?)))
+        .filter(|(w, h)| {
+            (16..=4096).contains(w) && (16..=2160).contains(h) && w % 2 == 0 && h % 2 == 0
+        })
+        .ok_or_else(|| format!("--size: WxH, even, up to 4096x2160; {usage}"))?;
+    let device = match device {
+        Some(d) => d,
+        None => v4l2_m2m::find_encoder(codec).ok_or_else(|| {
+            format!("no V4L2 M2M encoder for {codec:?} on this machine (see `brume devices`, \"encoders\")")
+        })?,
+    };
+    let fps = 30;
+    let mut enc = v4l2_m2m::Encoder::open(
+        &device,
+        EncoderConfig {
+            codec,
+            width: w,
+            height: h,
+            fps,
+            bitrate_bps: 4_000_000,
+            gop: fps,
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    // 30 different pictures, made before the clock starts.
+    let mut pattern = TestPattern::new(w, h);
+    let pics: Vec<I420> = (0..30u64)
+        .map(|n| {
+            let mut pic = I420::new(w, h);
+            pattern.render(n, &["12:00:00.000", "encoder"], &mut pic);
+            pic
+        })
+        .collect();
+    let (mut encoded, mut keys, mut bytes) = (0usize, 0usize, 0usize);
+    let (mut smallest, mut largest) = (usize::MAX, 0usize);
+    let mut parameter_sets = false;
+    let t0 = Instant::now();
+    for n in 0..frames {
+        let pic = &pics[n % pics.len()];
+        let Some(f) = enc
+            .encode([&pic.y, &pic.u, &pic.v], false)
+            .map_err(|e| format!("frame {n}: {e}"))?
+        else {
+            continue;
+        };
+        encoded += 1;
+        keys += f.key as usize;
+        bytes += f.data.len();
+        smallest = smallest.min(f.data.len());
+        largest = largest.max(f.data.len());
+        if codec == Codec::H264 && f.key {
+            let nals = brume_format::h264::annexb_nals(&f.data);
+            parameter_sets |= nals
+                .iter()
+                .any(|n| brume_format::h264::nal_type(n) == brume_format::h264::NAL_SPS)
+                && nals
+                    .iter()
+                    .any(|n| brume_format::h264::nal_type(n) == brume_format::h264::NAL_PPS);
+        }
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    println!(
+        "encoder {device} ({}, {}-planar API) {codec:?} {w}x{h}: frames={encoded} of {frames} keyframes={keys} bytes={bytes} min_frame_bytes={} max_frame_bytes={largest} ms_per_frame={:.2} fps={:.1}{}",
+        enc.name(),
+        if enc.multiplanar() { "multi" } else { "single" },
+        if encoded == 0 { 0 } else { smallest },
+        secs * 1000.0 / frames as f64,
+        frames as f64 / secs.max(1e-9),
+        if codec == Codec::H264 {
+            format!(" parameter_sets={}", if parameter_sets { "yes" } else { "no" })
+        } else {
+            String::new()
+        }
+    );
+    if encoded == 0 {
+        return Err(format!("{device}: no coded frame came out"));
     }
     Ok(())
 }
