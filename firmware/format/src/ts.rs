@@ -352,8 +352,9 @@ fn write_pes_packets(
     }
 }
 
-/// CRC-32/MPEG-2 (polynomial 0x04c11db7, initial 0xffffffff, no reflection).
-fn crc32_mpeg(data: &[u8]) -> u32 {
+/// CRC-32/MPEG-2 (polynomial 0x04c11db7, initial 0xffffffff, no reflection); a
+/// section including its CRC yields 0.
+pub(crate) fn crc32_mpeg(data: &[u8]) -> u32 {
     let mut crc = 0xffff_ffffu32;
     for &b in data {
         crc ^= u32::from(b) << 24;

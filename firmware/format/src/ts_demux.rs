@@ -28,7 +28,7 @@
 //!   error, a transport error or a PES over 4 MiB drops the PES in progress instead of
 //!   emitting a corrupt frame. Any input is safe: nothing here panics.
 
-use crate::ts::PACKET_SIZE;
+use crate::ts::{crc32_mpeg, PACKET_SIZE};
 use crate::{aac, h264, Codec, Frame, Track};
 use std::collections::VecDeque;
 
@@ -867,22 +867,6 @@ fn section_body(s: &[u8], table_id: u8) -> Option<&[u8]> {
         return None;
     }
     Some(&s[8..s.len() - 4])
-}
-
-/// CRC-32/MPEG-2; a section including its CRC yields 0.
-fn crc32_mpeg(data: &[u8]) -> u32 {
-    let mut crc = 0xffff_ffffu32;
-    for &b in data {
-        crc ^= u32::from(b) << 24;
-        for _ in 0..8 {
-            crc = if crc & 0x8000_0000 != 0 {
-                (crc << 1) ^ 0x04c1_1db7
-            } else {
-                crc << 1
-            };
-        }
-    }
-    crc
 }
 
 /// Parses a complete PES's header; `None` if it is malformed or truncated or its stream
