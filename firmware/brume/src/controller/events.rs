@@ -234,7 +234,7 @@ async fn run(
     blocking: bool,
 ) -> Decision {
     let started = Instant::now();
-    let mut out = match &trigger.handler {
+    let out = match &trigger.handler {
         Handler::Webhook {
             url,
             timeout_ms,
@@ -274,15 +274,13 @@ async fn run(
         Handler::Webhook { default, .. } | Handler::Exec { default, .. } => *default,
         _ => Decision::Allow,
     };
-    let decision = if blocking {
-        let d = out.decision.unwrap_or(default);
-        if out.decision.is_none() && out.result == "ok" {
-            out.decision = Some(Decision::Allow);
-        }
-        Some(out.decision.unwrap_or(d))
-    } else {
-        None
-    };
+    // A blocking handler that failed gets its default; one that ran without an
+    // answer allows.
+    let decision = blocking.then(|| match out.decision {
+        Some(d) => d,
+        None if out.result == "ok" => Decision::Allow,
+        None => default,
+    });
     let ms = started.elapsed().as_millis() as u64;
     if out.result != "ok" {
         tracing::warn!(trigger = index, event = %event["event"], handler = trigger.handler.kind(), result = out.result, detail = %out.detail, "trigger handler failed");

@@ -1,6 +1,6 @@
 //! The automation API: triggers and their runs, recent events, GPIO pins, pushes.
 
-use super::{change_config, parse_body, Admin, ApiError, ApiResult};
+use super::{change_config, parse_body, prefix_field, Admin, ApiError, ApiResult};
 use crate::config::{Gpio, Push, Trigger, EVENTS};
 use crate::controller::{gpio, push, Shared};
 use axum::extract::{Path, Query, State};
@@ -147,14 +147,7 @@ pub async fn put_push(
         Ok(())
     })
     .await
-    .map_err(|mut e| {
-        if let Some(f) = &e.field {
-            if let Some(rest) = f.strip_prefix(&format!("pushes.{name}.")) {
-                e.field = Some(rest.to_string());
-            }
-        }
-        e
-    })?;
+    .map_err(|e| prefix_field(e, "pushes", &name))?;
     Ok(Json(push_json(&state, &name)))
 }
 

@@ -534,7 +534,7 @@ async fn create_stream(
         Ok(())
     })
     .await
-    .map_err(|e| prefix_field(e, &name))?;
+    .map_err(|e| prefix_field(e, "streams", &name))?;
     tracing::info!(stream = %name, "stream created");
     Ok((
         StatusCode::CREATED,
@@ -576,11 +576,12 @@ async fn put_config(
     Ok(Json(exported(&config)))
 }
 
-/// Config validation names fields from the root ("streams.x.source.width"); for a
-/// single-stream call, report them relative to the request body ("source.width").
-fn prefix_field(mut e: ApiError, name: &str) -> ApiError {
+/// Config validation names fields from the root ("streams.x.source.width"); for a call
+/// on one entry of `map` ("streams", "pushes"), report them relative to the request
+/// body ("source.width").
+fn prefix_field(mut e: ApiError, map: &str, name: &str) -> ApiError {
     if let Some(f) = &e.field {
-        if let Some(rest) = f.strip_prefix(&format!("streams.{name}.")) {
+        if let Some(rest) = f.strip_prefix(&format!("{map}.{name}.")) {
             e.field = Some(rest.to_string());
         }
     }
@@ -606,7 +607,7 @@ async fn put_stream(
         Ok(())
     })
     .await
-    .map_err(|e| prefix_field(e, &name))?;
+    .map_err(|e| prefix_field(e, "streams", &name))?;
     tracing::info!(stream = %name, "stream updated");
     Ok(Json(stream_json(&state, &name, &config.streams[&name])))
 }
