@@ -80,7 +80,7 @@ fi
 command -v mkfs.ext4 >/dev/null && command -v e2fsck >/dev/null || {
     [ "$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq e2fsprogs >/dev/null 2>&1
 }
-if command -v rustup >/dev/null && ! rustup target list --installed 2>/dev/null | grep -qx $TRIPLE; then
+if command -v rustup >/dev/null && ! grep -qx "$TRIPLE" <<<"$(rustup target list --installed 2>/dev/null)"; then
     for _ in 1 2 3; do rustup target add $TRIPLE && break; sleep 5; done
 fi
 if [ ! -f .cargo/config.toml ]; then
@@ -200,7 +200,7 @@ login() {
 }
 api() { curl -fsS -m 30 -H "Authorization: Bearer $TOKEN" "$@"; }
 api_up() { curl -fs -m 10 -o /dev/null "$WEB/api/v1/setup"; }
-playlist_ready() { curl -fsS -m 10 "$WEB/hls/$1/index.m3u8" 2>/dev/null | grep -q '^#EXTINF'; }
+playlist_ready() { grep -q '^#EXTINF' <<<"$(curl -fsS -m 10 "$WEB/hls/$1/index.m3u8" 2>/dev/null)"; }
 # hls_h264 NAME FILE: ffprobe reads /hls/NAME/index.m3u8 and sees an h264 video track.
 hls_h264() {
     timeout 120 ffprobe -v error -rw_timeout 30000000 -of json -show_entries stream=codec_type,codec_name,width,height \
@@ -297,7 +297,7 @@ r=$?
 if [ -n "$BOOT_API" ] && login && has_persist 2 && [ $r = 0 ] && hls_h264 demo "$OUT/demo-2.json"; then
     pass "reboot: persist is still in GET /api/v1/streams; demo HLS plays again ($(vinfo "$OUT/demo-2.json"), first segment $BOOT_SEG s after QEMU started)"
 else
-    fail "reboot: api ${BOOT_API:-never}, segment ${BOOT_SEG:-never}: $(head -c 300 "$OUT/streams-2.json" 2>/dev/null) $(cat "$OUT/demo-2.json.err" 2>/dev/null | head -c 200)"
+    fail "reboot: api ${BOOT_API:-never}, segment ${BOOT_SEG:-never}: $(head -c 300 "$OUT/streams-2.json" 2>/dev/null) $(head -c 200 "$OUT/demo-2.json.err" 2>/dev/null)"
 fi
 if wait_for 120 playlist_ready persist && hls_h264 persist "$OUT/persist.json"; then
     pass "persist-hls: the stream created before the reboot plays on demand: $(vinfo "$OUT/persist.json")"

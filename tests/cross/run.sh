@@ -35,7 +35,7 @@ finish() {
 now_ms() { date +%s%3N; }
 
 # ---------------------------------------------------------------- toolchains
-installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'ok installed'; }
+installed() { [[ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" == *'ok installed'* ]]; }
 pkgs=(gcc-aarch64-linux-gnu g++-aarch64-linux-gnu libc6-dev-arm64-cross
     gcc-arm-linux-gnueabihf g++-arm-linux-gnueabihf libc6-dev-armhf-cross
     qemu-user qemu-user-binfmt pkg-config ffmpeg curl
@@ -46,7 +46,7 @@ if command -v dpkg >/dev/null && [ "$(id -u)" = 0 ]; then
     t0=$(now_ms)
     added=0
     for arch in arm64 armhf; do
-        if ! dpkg --print-foreign-architectures | grep -qx "$arch"; then
+        if ! grep -qx "$arch" <<<"$(dpkg --print-foreign-architectures)"; then
             dpkg --add-architecture "$arch"
             added=1
         fi
@@ -133,7 +133,7 @@ for t in "${targets[@]}"; do
     else
         fail "stripped size $t: $size bytes ($mib MiB) >= 10 MiB"
     fi
-    if "${triple[$t]}-readelf" -h "$stripped" | grep -q "Machine:.*${machine[$t]}"; then
+    if grep -q "Machine:.*${machine[$t]}" <<<"$("${triple[$t]}-readelf" -h "$stripped")"; then
         pass "$t: ELF machine ${machine[$t]}"
     else
         fail "$t: ELF machine is not ${machine[$t]}"
@@ -148,7 +148,7 @@ for t in "${targets[@]}"; do
 done
 
 # ---------------------------------------------------------------- qemu-user: --version
-version=$(sed -n 's/^version *= *"\(.*\)"/\1/p' Cargo.toml | head -1)
+version=$(sed -n 's/^version *= *"\(.*\)"/\1/p' Cargo.toml | sed -n 1p)
 for t in "${targets[@]}"; do
     bin="target/$t/release/brume"
     [ -f "$bin" ] || continue
@@ -245,7 +245,7 @@ fi
 
 if [ -n "$playlist" ]; then
     codec=$(timeout 120 ffprobe -v error -rw_timeout 30000000 -select_streams v:0 \
-        -show_entries stream=codec_name -of csv=p=0 "$base/hls/$stream/index.m3u8" 2>"$tmp/ffprobe.log" | head -1)
+        -show_entries stream=codec_name -of csv=p=0 "$base/hls/$stream/index.m3u8" 2>"$tmp/ffprobe.log" | sed -n 1p)
     if [ "$codec" = h264 ]; then
         pass "ffprobe reads the HLS: video codec $codec"
     else

@@ -102,7 +102,7 @@ fi
 . "$HIL/kernel.env"
 
 # ---------------------------------------------------------------- builds
-if command -v rustup >/dev/null && ! rustup target list --installed 2>/dev/null | grep -qx aarch64-unknown-linux-gnu; then
+if command -v rustup >/dev/null && ! grep -qx aarch64-unknown-linux-gnu <<<"$(rustup target list --installed 2>/dev/null)"; then
     for _ in 1 2 3; do rustup target add aarch64-unknown-linux-gnu && break; sleep 5; done
 fi
 if [ ! -f .cargo/config.toml ]; then
@@ -197,7 +197,7 @@ login() {
     [ -n "$TOKEN" ]
 }
 api() { curl -fsS -m 30 -H "Authorization: Bearer $TOKEN" "$WEB$1"; }
-playlist_ready() { curl -fsS -m 10 "$WEB/hls/$1/index.m3u8" 2>/dev/null | grep -q '^#EXTINF'; }
+playlist_ready() { grep -q '^#EXTINF' <<<"$(curl -fsS -m 10 "$WEB/hls/$1/index.m3u8" 2>/dev/null)"; }
 # probe_streams URL FILE: ffprobe's view of the streams of URL, as JSON, into FILE.
 probe_streams() {
     timeout 120 ffprobe -v error -rw_timeout 30000000 -of json \
@@ -365,7 +365,7 @@ m2m_tests() {
         test=m2m
         [ $api = multi ] && test=m2m-mplane
         CTL_TIMEOUT=120 ctl m2m $api 60 640x360 >"$out/$test.txt" 2>&1
-        line=$(grep '^encoder ' "$out/$test.txt" | head -1)
+        line=$(grep -m1 '^encoder ' "$out/$test.txt")
         node=$(sed -n 's/^vicodec multiplanar=. encoder //p' "$out/$test.txt")
         f=$(echo "$line" | sed -n 's/.* frames=\([0-9]*\) of 60 .*/\1/p')
         k=$(echo "$line" | sed -n 's/.* keyframes=\([0-9]*\) .*/\1/p')

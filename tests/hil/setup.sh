@@ -27,7 +27,7 @@ apt_install() {
     apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends --allow-downgrades "$@" \
         >"$HIL/apt.log" 2>&1 || { tail -20 "$HIL/apt.log"; return 1; }
 }
-installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'ok installed'; }
+installed() { [[ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" == *'ok installed'* ]]; }
 
 root=0
 [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null && root=1
@@ -44,7 +44,7 @@ pkgs=(qemu-system-x86 qemu-system-arm cpio kmod xz-utils make gcc-12 bc binutils
     ffmpeg curl python3)
 if [ $root = 1 ]; then
     added=0
-    if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+    if ! grep -qx arm64 <<<"$(dpkg --print-foreign-architectures)"; then
         dpkg --add-architecture arm64
         added=1
     fi
@@ -86,17 +86,22 @@ if [ -z "$(find "$P/lists" -maxdepth 1 -name '*InRelease' -mmin -60 2>/dev/null)
         sleep $((i * 5))
     done
 fi
+# Every consumer in these tiers reads its whole input (no `awk … exit`, `head`,
+# `grep -q` on a pipe): under pipefail a producer killed by SIGPIPE fails the pipeline.
 ABI=$(apt-cache "${APT[@]}" depends linux-image-amd64 2>/dev/null |
-    awk '/Depends: linux-image-[0-9]/ {sub(/^linux-image-/, "", $2); sub(/-amd64$/, "", $2); print $2; exit}')
+    awk '/Depends: linux-image-[0-9]/ && !found++ {sub(/^linux-image-/, "", $2); sub(/-amd64$/, "", $2); print $2}')
 [ -n "$ABI" ] || { say "cannot find the kernel ABI (apt-cache depends linux-image-amd64)"; exit 1; }
-KV=$(apt-cache "${APT[@]}" policy "linux-headers-$ABI-common" | awk '/Candidate:/ {print $2; exit}')
+KV=$(apt-cache "${APT[@]}" policy "linux-headers-$ABI-common" | awk '/Candidate:/ && !found++ {print $2}')
+[ -n "$KV" ] && [ "$KV" != "(none)" ] || { say "no candidate for linux-headers-$ABI-common"; exit 1; }
 say "kernel ABI $ABI, version $KV"
 
 K=$HIL/kernel/$ABI
 mkdir -p "$K/debs"
 if [ ! -e "$K/debs/.done" ]; then
-    list=("linux-image-$ABI-amd64:amd64" "linux-image-$ABI-arm64:arm64"
-        "linux-headers-$ABI-amd64:amd64" "linux-headers-$ABI-arm64:arm64" "linux-headers-$ABI-common=$KV"
+    # Every kernel package at the one version: both guests run the same kernel release,
+    # even while one architecture's index is still catching up with a new point release.
+    list=("linux-image-$ABI-amd64:amd64=$KV" "linux-image-$ABI-arm64:arm64=$KV"
+        "linux-headers-$ABI-amd64:amd64=$KV" "linux-headers-$ABI-arm64:arm64=$KV" "linux-headers-$ABI-common=$KV"
         "linux-kbuild-6.1:amd64=$KV" "linux-source-6.1=$KV" "busybox-static:amd64" "busybox-static:arm64")
     (cd "$K/debs" && apt-get "${APT[@]}" download -q "${list[@]}" 2>&1 | grep -v '^W:' || true)
     n=$(ls "$K/debs"/*.deb 2>/dev/null | wc -l)
@@ -121,7 +126,7 @@ done
 # TCG than the xz-compressed bzImage. arm64: the Image.gz-style vmlinuz boots directly.
 if [ ! -e "$K/vmlinux-amd64" ]; then
     z=$K/mods-amd64/boot/vmlinuz-$ABI-amd64
-    off=$(grep -abo $'\xfd7zXZ' "$z" | head -1 | cut -d: -f1)
+    off=$(grep -abo $'\xfd7zXZ' "$z" | awk -F: 'NR == 1 {print $1}')
     { tail -c +$((off + 1)) "$z" | xz -dc >"$K/vmlinux-amd64.tmp" 2>/dev/null; } || true
     [ -s "$K/vmlinux-amd64.tmp" ] || { say "cannot extract vmlinux"; exit 1; }
     mv "$K/vmlinux-amd64.tmp" "$K/vmlinux-amd64"

@@ -93,7 +93,7 @@ printf '%s\n' "$out" | grep -v -e '^PASS: ' -e '^FAIL: ' | sed 's/^/  /'
 passed=$((passed + $(printf '%s\n' "$out" | grep -c '^PASS: ')))
 failed=$((failed + $(printf '%s\n' "$out" | grep -c '^FAIL: ')))
 printf '%s\n' "$out" | grep -e '^PASS: ' -e '^FAIL: '
-if ! printf '%s\n' "$out" | grep -q -e '^PASS: ' -e '^FAIL: '; then
+if ! grep -q -e '^PASS: ' -e '^FAIL: ' <<<"$out"; then
     fail "tests/yocto/check_layer.py ran no check"
 fi
 
@@ -110,7 +110,7 @@ fi
 passed=$((passed + $(printf '%s\n' "$out" | grep -c '^PASS: ')))
 failed=$((failed + $(printf '%s\n' "$out" | grep -c '^FAIL: ')))
 printf '%s\n' "$out" | grep -e '^PASS: ' -e '^FAIL: '
-if [ "$rc" != 0 ] && ! printf '%s\n' "$out" | grep -q '^FAIL: '; then
+if [ "$rc" != 0 ] && ! grep -q '^FAIL: ' <<<"$out"; then
     fail "tests/yocto/fetch.py exited $rc"
 fi
 echo "yocto: crates fetch + frozen build took $(($(date +%s) - t0)) s"
