@@ -286,6 +286,27 @@ impl Reader {
         out
     }
 
+    /// The dts of the primary track's newest keyframe still in the ring, without
+    /// copying it (checked on every frame of a lagging reader).
+    fn newest_key_dts(&self) -> Option<i64> {
+        let region = self.cursors[self.primary?].region;
+        let th = self.seg.track(region);
+        let count = th.key_count.load(Ordering::Acquire);
+        let head = th.head.load(Ordering::Acquire);
+        let slots = self.seg.layout().slots as u64;
+        (count.saturating_sub(crate::KEYS as u64)..count)
+            .rev()
+            .find_map(|kno| {
+                let k = self.seg.key(region, kno);
+                let s1 = k.seq.load(Ordering::Acquire);
+                let idx = k.idx.load(Ordering::Relaxed);
+                let dts = k.dts.load(Ordering::Relaxed);
+                fence(Ordering::Acquire);
+                let valid = s1 == kno + 1 && k.seq.load(Ordering::Relaxed) == s1;
+                (valid && idx + slots > head).then_some(dts)
+            })
+    }
+
     /// The primary track's id, if any.
     pub fn primary_track(&self) -> Option<u32> {
         self.primary.map(|p| self.cursors[p].track_id)
@@ -389,9 +410,14 @@ impl Reader {
                         .slot(c.region, c.next)
                         .epoch
                         .load(Ordering::Relaxed);
-                    // Behind live by more than max_lag: jump (if there is a newer key).
+                    // Behind live by more than max_lag: jump, but only forward, to a
+                    // keyframe newer than this frame. A reader already in the newest
+                    // GOP (a new viewer of a stream with 10 s between keyframes) plays
+                    // on from where it is.
                     let last = self.seg.header().last_dts.load(Ordering::Acquire);
-                    if last - frame.dts > self.max_lag_us {
+                    if last - frame.dts > self.max_lag_us
+                        && self.newest_key_dts().is_some_and(|k| k > frame.dts)
+                    {
                         let skipped = self.seek_live();
                         if skipped > 0 {
                             return Ok(Read::Resync { skipped });

@@ -166,6 +166,65 @@ fn lapped_reader_resyncs_to_newest_keyframe() {
     w.finish();
 }
 
+/// A new viewer of a stream with 10 s between keyframes starts at the newest keyframe,
+/// 9 s behind live, and plays forward through the GOP: every frame once, in order, never
+/// pulled back to the keyframe it is already past.
+#[test]
+fn long_gop_reader_plays_forward_from_the_newest_keyframe() {
+    let ns = ns("gop");
+    let layout = Layout {
+        max_tracks: 4,
+        slots: 1024,
+        data_capacity: 256 * 1024,
+    };
+    let mut w = Writer::open(&ns, "s", layout).unwrap();
+    w.set_tracks(&tracks()).unwrap();
+    let frame = |i: u64, track: u32| Frame {
+        track,
+        dts: i as i64 * 33_333,
+        cts: 0,
+        key: track == 1 && i % 300 == 0,
+        data: payload(i * 2 + track as u64, 64),
+    };
+    // Keyframes at 0 s and 10 s; live is at 19 s.
+    for i in 0..570u64 {
+        w.write(&frame(i, 1)).unwrap();
+        w.write(&frame(i, 2)).unwrap();
+    }
+    let mut r = Reader::open(&ns, "s").unwrap();
+    assert!(matches!(r.next(Duration::ZERO).unwrap(), Read::Tracks(_)));
+    let mut video = Vec::new();
+    for _ in 0..1000 {
+        match r.next(Duration::ZERO).unwrap() {
+            Read::Frame(f) if f.track == 1 => video.push(f.dts / 33_333),
+            Read::Frame(_) => {}
+            Read::Timeout => break,
+            other => panic!("unexpected {other:?} after {} frames", video.len()),
+        }
+    }
+    let want: Vec<i64> = (300..570).collect();
+    assert_eq!(video, want, "the newest GOP once, in order");
+    // Live moves on 5 s, past the next keyframe (at 20 s), while the reader waits: it
+    // jumps forward to that keyframe.
+    for i in 570..720u64 {
+        w.write(&frame(i, 1)).unwrap();
+        w.write(&frame(i, 2)).unwrap();
+    }
+    let mut after = Vec::new();
+    for _ in 0..1000 {
+        match r.next(Duration::ZERO).unwrap() {
+            Read::Frame(f) if f.track == 1 => after.push(f.dts / 33_333),
+            Read::Frame(_) | Read::Resync { .. } => {}
+            Read::Timeout => break,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(after.first(), Some(&600), "jumped to the 20 s keyframe: {after:?}");
+    assert!(after.windows(2).all(|p| p[0] < p[1]), "never backwards");
+    assert_eq!(after.last(), Some(&719));
+    w.finish();
+}
+
 #[test]
 fn second_live_writer_is_refused_and_restart_continues_timeline() {
     let ns = ns("busy");
