@@ -1,11 +1,13 @@
 //! Fake devices for tests and machines without hardware: a camera that produces a
 //! moving YUYV picture with a white flash every `flash_every` and a microphone that
 //! produces a tone with a beep at the same instants, both paced by CLOCK_MONOTONIC,
-//! so A/V sync can be checked end to end.
+//! so A/V sync can be checked end to end. Like real devices they follow the clock when
+//! their reader is late: the camera skips the frames it missed (a gap in `sequence`),
+//! the microphone overruns once it is more than its buffer behind.
 
 use crate::{
-    monotonic_us, AudioChunk, AudioConfig, AudioSource, PixelFormat, Result, VideoFrame,
-    VideoSource,
+    monotonic_us, AudioChunk, AudioConfig, AudioSource, FrameClock, PixelFormat, Result,
+    VideoFrame, VideoSource,
 };
 use std::time::Duration;
 
@@ -21,8 +23,7 @@ pub struct FakeCamera {
     width: u32,
     height: u32,
     fps: u32,
-    start_us: i64,
-    n: u32,
+    clock: FrameClock,
     flash_every_us: i64,
 }
 
@@ -32,8 +33,7 @@ impl FakeCamera {
             width: width & !1,
             height,
             fps: fps.max(1),
-            start_us: monotonic_us(),
-            n: 0,
+            clock: FrameClock::new(monotonic_us(), fps),
             flash_every_us: flash_every.as_micros() as i64,
         }
     }
@@ -45,8 +45,7 @@ impl VideoSource for FakeCamera {
     }
 
     fn next_frame(&mut self, timeout: Duration) -> Result<Option<VideoFrame>> {
-        let due = self.start_us + self.n as i64 * 1_000_000 / self.fps as i64;
-        let wait = due - monotonic_us();
+        let wait = self.clock.wait_us(monotonic_us());
         if wait > timeout.as_micros() as i64 {
             std::thread::sleep(timeout);
             return Ok(None);
@@ -54,11 +53,12 @@ impl VideoSource for FakeCamera {
         if wait > 0 {
             std::thread::sleep(Duration::from_micros(wait as u64));
         }
-        let t = due - self.start_us;
+        let slot = self.clock.take(monotonic_us());
+        let t = slot.time_us;
         let flash = flashing(t, self.flash_every_us);
         let (w, h) = (self.width as usize, self.height as usize);
         let mut data = vec![0u8; w * h * 2];
-        let bar = (self.n as usize * 4) % w.max(1);
+        let bar = (slot.index as usize * 4) % w.max(1);
         for y in 0..h {
             for x in (0..w).step_by(2) {
                 let i = (y * w + x) * 2;
@@ -75,14 +75,16 @@ impl VideoSource for FakeCamera {
                 data[i + 3] = 128;
             }
         }
-        self.n += 1;
         Ok(Some(VideoFrame {
             data,
-            time_us: due,
-            sequence: self.n - 1,
+            time_us: self.clock.start_us() + t,
+            sequence: slot.index as u32,
         }))
     }
 }
+
+/// How far the fake microphone's reader may fall behind before it overruns.
+const BUFFER_US: i64 = 500_000;
 
 pub struct FakeMicrophone {
     config: AudioConfig,
@@ -110,6 +112,15 @@ impl AudioSource for FakeMicrophone {
     fn read(&mut self) -> Result<AudioChunk> {
         let rate = self.config.rate.max(1) as i64;
         let frames = 1024u64;
+        // A reader more than the device's buffer behind loses what did not fit, as
+        // ALSA's ring does: the next chunk is the newest one.
+        let behind = monotonic_us() - (self.start_us + self.samples as i64 * 1_000_000 / rate);
+        let mut overruns = 0;
+        if behind > BUFFER_US {
+            let lost = (behind * rate / 1_000_000) as u64 / frames * frames - frames;
+            self.samples += lost;
+            overruns = 1;
+        }
         let first_us = self.start_us + self.samples as i64 * 1_000_000 / rate;
         let end_us = self.start_us + (self.samples + frames) as i64 * 1_000_000 / rate;
         let wait = end_us - monotonic_us();
@@ -136,7 +147,7 @@ impl AudioSource for FakeMicrophone {
         Ok(AudioChunk {
             samples: out,
             time_us: first_us,
-            overruns: 0,
+            overruns,
         })
     }
 }
@@ -144,6 +155,40 @@ impl AudioSource for FakeMicrophone {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn late_readers_lose_frames_and_samples_not_time() {
+        let mut cam = FakeCamera::new(64, 48, 50, Duration::from_secs(10));
+        let mut mic = FakeMicrophone::new(
+            AudioConfig {
+                rate: 48000,
+                channels: 1,
+            },
+            Duration::from_secs(10),
+        );
+        let first = cam.next_frame(Duration::from_secs(1)).unwrap().unwrap();
+        mic.read().unwrap();
+        std::thread::sleep(Duration::from_millis(700));
+        let f = cam.next_frame(Duration::from_secs(1)).unwrap().unwrap();
+        let now = monotonic_us();
+        assert!(
+            f.sequence >= first.sequence + 30,
+            "frames skipped: {}",
+            f.sequence
+        );
+        assert!(
+            now - f.time_us < 25_000,
+            "stamped {} µs before now",
+            now - f.time_us
+        );
+        let a = mic.read().unwrap();
+        assert_eq!(a.overruns, 1, "the microphone overran");
+        assert!(
+            (now - a.time_us).abs() < 60_000,
+            "chunk {} µs from now",
+            now - a.time_us
+        );
+    }
 
     #[test]
     fn flash_and_beep_share_instants() {

@@ -207,3 +207,120 @@ pub fn monotonic_us() -> i64 {
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as i64 * 1_000_000 + ts.tv_nsec as i64 / 1000
 }
+
+/// Frame slots on the monotonic clock, for sources that make their own frames (the
+/// synthetic camera, the fakes). Slot `n` is at `start + n / fps`. A source takes the
+/// slot the clock is in when it makes a frame and skips the slots it was too late for,
+/// as a camera drops frames: media time follows the clock however slow the machine is,
+/// never a frame count.
+#[derive(Clone, Debug)]
+pub struct FrameClock {
+    start_us: i64,
+    fps: u32,
+    next: u64,
+}
+
+/// A frame's place on a [`FrameClock`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Slot {
+    /// The slot's number since the clock's start (frame counters burn this in).
+    pub index: u64,
+    /// The slot's time, microseconds since the clock's start.
+    pub time_us: i64,
+    /// Slots skipped before this one because the source was late: dropped frames.
+    pub skipped: u64,
+}
+
+impl FrameClock {
+    pub fn new(start_us: i64, fps: u32) -> FrameClock {
+        FrameClock {
+            start_us,
+            fps: fps.max(1),
+            next: 0,
+        }
+    }
+
+    pub fn start_us(&self) -> i64 {
+        self.start_us
+    }
+
+    fn at(&self, index: u64) -> i64 {
+        (index as i128 * 1_000_000 / self.fps as i128) as i64
+    }
+
+    /// Microseconds from `now_us` until the next slot is due (0 if it is due or late).
+    pub fn wait_us(&self, now_us: i64) -> i64 {
+        (self.start_us + self.at(self.next) - now_us).max(0)
+    }
+
+    /// Takes the newest slot that has begun at `now_us` (or the next one, if it has not
+    /// begun yet), skipping any slots in between.
+    pub fn take(&mut self, now_us: i64) -> Slot {
+        let elapsed = (now_us - self.start_us).max(0) as i128;
+        let current = (elapsed * self.fps as i128 / 1_000_000) as u64;
+        let index = current.max(self.next);
+        let skipped = index - self.next;
+        self.next = index + 1;
+        Slot {
+            index,
+            time_us: self.at(index),
+            skipped,
+        }
+    }
+}
+
+#[cfg(test)]
+mod frame_clock_tests {
+    use super::FrameClock;
+
+    #[test]
+    fn on_time_frames_take_every_slot() {
+        let mut c = FrameClock::new(1_000, 30);
+        for n in 0..90u64 {
+            let due = 1_000 + n as i64 * 1_000_000 / 30;
+            assert_eq!(c.wait_us(due - 500), 500);
+            assert_eq!(c.wait_us(due + 500), 0);
+            let s = c.take(due + 500);
+            assert_eq!((s.index, s.skipped), (n, 0));
+        }
+        assert_eq!(c.take(1_000 + 3_000_000).time_us, 3_000_000);
+    }
+
+    #[test]
+    fn a_late_source_skips_slots_and_keeps_clock_time() {
+        // 30 fps, but each frame takes 100 ms to make: a third of the frames, at the
+        // right times, and two of every three slots counted as dropped.
+        let mut c = FrameClock::new(0, 30);
+        let mut now = 0i64;
+        let mut dropped = 0;
+        let mut last = None;
+        while now < 10_000_000 {
+            now += c.wait_us(now);
+            let s = c.take(now);
+            dropped += s.skipped;
+            assert!(
+                (now - s.time_us) < 33_334,
+                "slot {} at {} for {now}",
+                s.index,
+                s.time_us
+            );
+            last = Some(s);
+            now += 100_000;
+        }
+        let last = last.unwrap();
+        assert!(
+            last.time_us > 9_800_000,
+            "media time follows the clock: {last:?}"
+        );
+        assert!((190..=205).contains(&dropped), "{dropped} dropped");
+    }
+
+    #[test]
+    fn an_early_source_waits_for_its_slot() {
+        let mut c = FrameClock::new(0, 25);
+        assert_eq!(c.take(0).index, 0);
+        assert_eq!(c.wait_us(10_000), 30_000);
+        let s = c.take(10_000);
+        assert_eq!((s.index, s.time_us, s.skipped), (1, 40_000, 0));
+    }
+}

@@ -219,7 +219,11 @@ fn long_gop_reader_plays_forward_from_the_newest_keyframe() {
             other => panic!("unexpected {other:?}"),
         }
     }
-    assert_eq!(after.first(), Some(&600), "jumped to the 20 s keyframe: {after:?}");
+    assert_eq!(
+        after.first(),
+        Some(&600),
+        "jumped to the 20 s keyframe: {after:?}"
+    );
     assert!(after.windows(2).all(|p| p[0] < p[1]), "never backwards");
     assert_eq!(after.last(), Some(&719));
     w.finish();
