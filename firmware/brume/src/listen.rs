@@ -17,7 +17,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
@@ -52,6 +52,9 @@ pub fn main(args: &[String]) -> Result<(), String> {
     let env = Env::from_env();
     let http_addr = crate::flag(args, "--http").ok_or("--http ADDR:PORT is required")?;
     let rtmp_addr = crate::flag(args, "--rtmp");
+    // std binds with SO_REUSEADDR, and no child of ours keeps a listening socket: a
+    // listener that replaces a killed one binds at once, even while the old one's
+    // accepted connections are still open in their workers.
     let http = TcpListener::bind(http_addr).map_err(|e| format!("HTTP {http_addr}: {e}"))?;
     http.set_nonblocking(true).map_err(|e| e.to_string())?;
     let rtmp = match rtmp_addr {
@@ -296,6 +299,13 @@ fn start(
     // child may run arbitrary code after fork.
     match unsafe { nix::unistd::fork() } {
         Ok(nix::unistd::ForkResult::Child) => {
+            // Nothing of the listener's outlives the fork in this child: not the
+            // listening sockets (a new listener could not bind while a child held
+            // them), not the other clients' sockets (their connections would never
+            // end while this child lives). Fork without exec ignores close-on-exec.
+            let mut keep = vec![conn.fd.as_raw_fd()];
+            keep.extend(crate::logging::forward_fd());
+            close_inherited(&keep);
             let code = match conn.kind {
                 Kind::Http => {
                     crate::worker::serve_forked(env, conn.fd, &conn.head, conn.slot, resume)
@@ -316,6 +326,54 @@ fn start(
             if let Some(s) = conn.slot {
                 conns.release(s);
             }
+        }
+    }
+}
+
+/// Closes every descriptor of this just-forked child except stdio and `keep`.
+fn close_inherited(keep: &[RawFd]) {
+    let mut keep: Vec<u32> = keep
+        .iter()
+        .filter(|fd| **fd > 2)
+        .map(|fd| *fd as u32)
+        .collect();
+    keep.sort_unstable();
+    keep.dedup();
+    // The gaps between the kept descriptors, then everything above the last one.
+    let mut ranges = Vec::with_capacity(keep.len() + 1);
+    let mut from = 3u32;
+    for k in &keep {
+        if *k > from {
+            ranges.push((from, k - 1));
+        }
+        from = k + 1;
+    }
+    ranges.push((from, u32::MAX));
+    let mut by_range = true;
+    for (first, last) in ranges {
+        // SAFETY: close_range takes no pointers; the descriptors it closes belong to
+        // objects of the parent's that this child never uses (it exits without
+        // returning to them).
+        if unsafe { libc::syscall(libc::SYS_close_range, first, last, 0) } != 0 {
+            by_range = false;
+            break;
+        }
+    }
+    if by_range {
+        return;
+    }
+    // Kernels before 5.9: every open descriptor, from /proc.
+    let open: Vec<RawFd> = match std::fs::read_dir("/proc/self/fd") {
+        Ok(dir) => dir
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            .collect(),
+        Err(_) => (3..1024).collect(),
+    };
+    for fd in open {
+        if fd > 2 && !keep.contains(&(fd as u32)) {
+            // SAFETY: as above; a descriptor already closed gives EBADF, ignored.
+            unsafe { libc::close(fd) };
         }
     }
 }

@@ -34,6 +34,14 @@ pub fn init(role: &'static str) {
     }
 }
 
+/// The socket that forwards this process's lines to the controller, if any (a child
+/// forked from this process keeps it open and logs through it).
+pub fn forward_fd() -> Option<std::os::fd::RawFd> {
+    use std::os::fd::AsRawFd;
+    let f = FORWARD.lock().unwrap_or_else(|p| p.into_inner());
+    f.as_ref().map(|(sock, _)| sock.as_raw_fd())
+}
+
 /// The most recent log lines of this process, oldest first.
 pub fn recent(limit: usize) -> Vec<String> {
     let r = RECENT.lock().unwrap_or_else(|p| p.into_inner());

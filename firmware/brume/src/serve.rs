@@ -18,7 +18,14 @@ struct Guarded {
     started: Instant,
     backoff: Backoff,
     restart_at: Option<Instant>,
+    /// The longest wait before a restart, crash loop included.
+    max_delay: Duration,
 }
+
+/// The listener owns the ports, and a new one binds them at once (its children hold
+/// no copy of the listening sockets): it is back within this long, whatever its
+/// history of deaths.
+const LISTENER_MAX_DELAY: Duration = Duration::from_millis(500);
 
 pub fn main(args: &[String]) -> Result<(), String> {
     crate::logging::init("serve");
@@ -53,6 +60,8 @@ pub fn main(args: &[String]) -> Result<(), String> {
 
     // SAFETY: prctl with PR_SET_CHILD_SUBREAPER takes no pointers.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    // Descriptors the launcher left open go no further than this process.
+    close_on_exec_all();
     let signals = block_signals();
 
     let host = listen.replace("0.0.0.0", "localhost");
@@ -114,12 +123,14 @@ pub fn main(args: &[String]) -> Result<(), String> {
                 let how = angel::describe(status);
                 match p.backoff.on_crash(Instant::now(), p.started.elapsed()) {
                     Verdict::Restart(d) => {
+                        let d = d.min(p.max_delay);
                         tracing::error!(process = p.name, pid, status = %how, restart_in_ms = d.as_millis() as u64, "crashed; restarting");
                         p.restart_at = Some(Instant::now() + d);
                     }
                     Verdict::GiveUp => {
-                        tracing::error!(process = p.name, pid, status = %how, "crash loop; retrying in 30 s");
-                        p.restart_at = Some(Instant::now() + Duration::from_secs(30));
+                        let d = p.max_delay;
+                        tracing::error!(process = p.name, pid, status = %how, restart_in_ms = d.as_millis() as u64, "crash loop; restarting");
+                        p.restart_at = Some(Instant::now() + d);
                         p.backoff.reset();
                     }
                 }
@@ -181,6 +192,11 @@ impl Guarded {
             started: Instant::now(),
             backoff: Backoff::default(),
             restart_at: None,
+            max_delay: if name == "listen" {
+                LISTENER_MAX_DELAY
+            } else {
+                Duration::from_secs(30)
+            },
         }
     }
 
@@ -290,6 +306,29 @@ pub fn unblock_signals_here() {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         libc::pthread_sigmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+    }
+}
+
+/// Sets close-on-exec on every descriptor above stdio, so no child inherits what this
+/// process was started with (a shell's or a test runner's descriptors).
+fn close_on_exec_all() {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    let fds: Vec<i32> = dir
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter(|fd| *fd > 2)
+        .collect();
+    for fd in fds {
+        // SAFETY: fcntl on a descriptor number takes no pointers; one that is not open
+        // (the directory's, closed by now) fails with EBADF.
+        unsafe {
+            let flags = libc::fcntl(fd, libc::F_GETFD);
+            if flags >= 0 && flags & libc::FD_CLOEXEC == 0 {
+                libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
+            }
+        }
     }
 }
 
