@@ -11,6 +11,7 @@ mod api;
 mod camera;
 mod crashes;
 mod hostile;
+mod isolation;
 mod outputs;
 mod push;
 mod recording;
