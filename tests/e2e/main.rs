@@ -13,6 +13,7 @@ mod crashes;
 mod hostile;
 mod isolation;
 mod outputs;
+mod publishers;
 mod push;
 mod recording;
 mod rtmp;

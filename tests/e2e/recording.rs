@@ -307,3 +307,50 @@ fn full_disk_fires_disk_low_and_retention_makes_room() {
     assert_decodes_clean(copy.to_str().unwrap(), None);
     assert!(duration_of(copy.to_str().unwrap()) > 0.5);
 }
+
+/// A synthetic camera that cannot keep up (here: frozen with SIGSTOP for 3 s, the worst
+/// case of a loaded machine) loses frames, not time: the recording lasts as long as it
+/// ran by the clock, and the missed frames show in the stream's `dropped_frames`.
+#[test]
+fn a_stalled_synthetic_camera_drops_frames_and_keeps_clock_time() {
+    let server = Server::start(Some(SMALL_DEMO));
+    server.login();
+    server.wait_live("demo", Duration::from_secs(20));
+    let input = server.pids_of("input");
+    assert_eq!(input.len(), 1, "one input: {input:?}");
+    let before = server.stream("demo")["status"]["dropped_frames"]
+        .as_u64()
+        .unwrap_or(0);
+
+    let start = Instant::now();
+    let (st, v) = server.post("/api/v1/streams/demo/recording", "");
+    assert_eq!(st, 200, "start recording: {v}");
+    let file = wait_file(&server, None);
+    std::thread::sleep(Duration::from_secs(2));
+    signal(input[0], libc::SIGSTOP);
+    std::thread::sleep(Duration::from_secs(3));
+    signal(input[0], libc::SIGCONT);
+    std::thread::sleep(Duration::from_secs(8).saturating_sub(start.elapsed()));
+    let elapsed = start.elapsed().as_secs_f64();
+    let (st, v) = server.delete("/api/v1/streams/demo/recording");
+    assert_eq!(st, 200, "stop recording: {v}");
+
+    let dropped = server.stream("demo")["status"]["dropped_frames"]
+        .as_u64()
+        .unwrap_or(0)
+        - before;
+    // 15 fps for 3 s: about 45 frames could not be made.
+    assert!(
+        (35..=60).contains(&dropped),
+        "dropped_frames grew by {dropped} over a 3 s stall at 15 fps"
+    );
+    let path = server.dir.join("recordings").join(&file);
+    let path = path.to_str().expect("utf-8 path");
+    assert_decodes_clean(path, None);
+    let d = duration_of(path);
+    eprintln!("recording of {elapsed:.2} s with a 3 s stall: {d:.2} s, {dropped} frames dropped");
+    assert!(
+        (d - elapsed).abs() <= 1.0,
+        "the file lasts {d:.2} s; the recording ran {elapsed:.2} s (a stall must not shorten it)"
+    );
+}

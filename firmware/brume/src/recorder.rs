@@ -28,8 +28,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub const EXIT_DISK_FULL: i32 = 3;
 /// Exit status: another write error; the recording stopped.
 pub const EXIT_WRITE_ERROR: i32 = 4;
-/// Fragments are cut at the first video keyframe this long after the last cut.
-const FRAGMENT_US: i64 = 1_000_000;
+/// Fragments are cut at the first video keyframe this long after the last cut: about a
+/// second, so a 1 s GOP (999,990 µs at 30 fps) makes 1 s fragments, not 2 s ones.
+const FRAGMENT_US: i64 = brume_shm::KEY_INDEX_MIN_US;
 
 static STOP: AtomicBool = AtomicBool::new(false);
 
@@ -126,7 +127,7 @@ impl Output {
         base: i64,
     ) -> Result<Output, Stop> {
         let secs = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs() as i64;
-        let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+        let (y, m, d) = brume_format::clock::civil_from_days(secs.div_euclid(86_400));
         let t = secs.rem_euclid(86_400);
         let date = format!("{y:04}-{m:02}-{d:02}");
         let name = format!("{stream}-{:02}{:02}{:02}", t / 3600, t / 60 % 60, t % 60);
@@ -400,30 +401,9 @@ fn estimate(track: &Track, run: &[Frame]) -> i64 {
     33_333
 }
 
-/// (year, month, day) of a day number since 1970-01-01 (proleptic Gregorian).
-pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn dates() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(19_782), (2024, 2, 29));
-        assert_eq!(civil_from_days(20_454), (2026, 1, 1));
-    }
 
     #[test]
     fn a_full_disk_stops_with_disk_full_and_keeps_whole_units() {

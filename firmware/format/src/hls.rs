@@ -13,6 +13,20 @@ pub struct Segment {
     pub uri: String,
     /// True if the segment follows a discontinuity (timestamps or encoding changed).
     pub discontinuity: bool,
+    /// Wall-clock time of the segment's first frame (unix ms): `EXT-X-PROGRAM-DATE-TIME`.
+    pub date_ms: Option<i64>,
+}
+
+/// A live or ended media playlist.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Playlist<'a> {
+    pub segments: &'a [Segment],
+    /// `EXT-X-MAP` URI of the init segment.
+    pub init_uri: &'a str,
+    /// `EXT-X-DISCONTINUITY-SEQUENCE`: discontinuities before the first segment listed.
+    pub discontinuity_sequence: u64,
+    /// Adds `EXT-X-ENDLIST`.
+    pub ended: bool,
 }
 
 /// Milliseconds of a duration, rounded; negative durations count as 0.
@@ -23,9 +37,11 @@ fn millis(us: i64) -> i64 {
 /// A media playlist (version 7, fMP4 with `#EXT-X-MAP:URI="init_uri"`) for `segments`
 /// in order. `#EXTINF` durations are written in milliseconds;
 /// `#EXT-X-TARGETDURATION` is the longest of them rounded up (at least 1),
-/// `#EXT-X-MEDIA-SEQUENCE` the first segment's sequence (0 when empty), and `ended`
-/// adds `#EXT-X-ENDLIST`.
-pub fn media_playlist(segments: &[Segment], init_uri: &str, ended: bool) -> String {
+/// `#EXT-X-MEDIA-SEQUENCE` the first segment's sequence (0 when empty);
+/// `#EXT-X-DISCONTINUITY-SEQUENCE` is written when not 0, and each segment's date as
+/// `#EXT-X-PROGRAM-DATE-TIME`.
+pub fn media_playlist(p: &Playlist) -> String {
+    let (segments, init_uri) = (p.segments, p.init_uri);
     let max_ms = segments
         .iter()
         .map(|s| millis(s.duration_us))
@@ -41,14 +57,28 @@ pub fn media_playlist(segments: &[Segment], init_uri: &str, ended: bool) -> Stri
          #EXT-X-MEDIA-SEQUENCE:{first}\n#EXT-X-INDEPENDENT-SEGMENTS\n\
          #EXT-X-MAP:URI=\"{init_uri}\"\n"
     );
+    if p.discontinuity_sequence != 0 {
+        let _ = writeln!(
+            out,
+            "#EXT-X-DISCONTINUITY-SEQUENCE:{}",
+            p.discontinuity_sequence
+        );
+    }
     for s in segments {
         if s.discontinuity {
             out.push_str("#EXT-X-DISCONTINUITY\n");
         }
+        if let Some(ms) = s.date_ms {
+            let _ = writeln!(
+                out,
+                "#EXT-X-PROGRAM-DATE-TIME:{}",
+                crate::clock::rfc3339_ms(ms)
+            );
+        }
         let ms = millis(s.duration_us);
         let _ = write!(out, "#EXTINF:{}.{:03},\n{}\n", ms / 1000, ms % 1000, s.uri);
     }
-    if ended {
+    if p.ended {
         out.push_str("#EXT-X-ENDLIST\n");
     }
     out
@@ -64,20 +94,22 @@ mod tests {
             duration_us,
             uri: format!("seg{sequence}.m4s"),
             discontinuity,
+            date_ms: None,
         }
     }
 
     #[test]
     fn live_playlist() {
-        let text = media_playlist(
-            &[
+        let text = media_playlist(&Playlist {
+            segments: &[
                 seg(41, 2_000_000, false),
                 seg(42, 2_002_000, false),
                 seg(43, 1_999_999, true),
             ],
-            "init.mp4",
-            false,
-        );
+            init_uri: "init.mp4",
+            discontinuity_sequence: 0,
+            ended: false,
+        });
         assert_eq!(
             text,
             "#EXTM3U\n\
@@ -98,11 +130,12 @@ mod tests {
 
     #[test]
     fn ended_playlist() {
-        let text = media_playlist(
-            &[seg(0, 4_000_400, false), seg(1, 433_333, false)],
-            "i.mp4",
-            true,
-        );
+        let text = media_playlist(&Playlist {
+            segments: &[seg(0, 4_000_400, false), seg(1, 433_333, false)],
+            init_uri: "i.mp4",
+            discontinuity_sequence: 0,
+            ended: true,
+        });
         assert_eq!(
             text,
             "#EXTM3U\n\
@@ -121,10 +154,32 @@ mod tests {
 
     #[test]
     fn empty_and_odd_durations() {
-        let text = media_playlist(&[], "init.mp4", false);
+        let pl = |segments, init_uri| Playlist {
+            segments,
+            init_uri,
+            discontinuity_sequence: 0,
+            ended: false,
+        };
+        let text = media_playlist(&pl(&[], "init.mp4"));
         assert!(text.contains("#EXT-X-TARGETDURATION:1\n#EXT-X-MEDIA-SEQUENCE:0\n"));
         assert!(!text.contains("#EXTINF"));
-        let text = media_playlist(&[seg(5, -3, false), seg(6, i64::MAX, false)], "a", false);
+        let text = media_playlist(&pl(&[seg(5, -3, false), seg(6, i64::MAX, false)], "a"));
         assert!(text.contains("#EXTINF:0.000,\nseg5.m4s\n"));
+    }
+
+    #[test]
+    fn dates_and_discontinuity_sequence() {
+        let mut a = seg(7, 1_000_000, false);
+        a.date_ms = Some(1_796_679_017_511);
+        let text = media_playlist(&Playlist {
+            segments: &[a],
+            init_uri: "init-3.mp4",
+            discontinuity_sequence: 2,
+            ended: false,
+        });
+        assert!(text.contains(
+            "#EXT-X-MAP:URI=\"init-3.mp4\"\n#EXT-X-DISCONTINUITY-SEQUENCE:2\n\
+             #EXT-X-PROGRAM-DATE-TIME:2026-12-07T21:30:17.511Z\n#EXTINF:1.000,\nseg7.m4s\n"
+        ));
     }
 }

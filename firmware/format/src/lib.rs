@@ -8,6 +8,7 @@
 
 pub mod aac;
 mod bits;
+pub mod clock;
 pub mod fmp4;
 pub mod h264;
 pub mod hls;

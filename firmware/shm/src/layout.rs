@@ -17,14 +17,19 @@
 use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64};
 
 pub const MAGIC: u64 = u64::from_le_bytes(*b"BRUMESHM");
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 
 /// Maximum number of reader processes registered at once (for stats and reclaim).
 pub const MAX_READERS: usize = 256;
 /// Bytes reserved for the metadata JSON.
 pub const META_CAPACITY: usize = 64 * 1024;
-/// Keyframes remembered per track (HLS segments are cut at these).
+/// Keyframes remembered per track, at least `KEY_INDEX_MIN_US` apart (HLS segments are
+/// cut at these).
 pub const KEYS: usize = 256;
+
+/// Milliseconds of wall clock per keyframe number of `Header::key_base`: less than the
+/// writer's minimum spacing of indexed keyframes (`KEY_INDEX_MIN_US`).
+pub const KEY_BASE_MS: u64 = 800;
 
 pub const STATE_LIVE: u32 = 1;
 pub const STATE_ENDED: u32 = 2;
@@ -138,6 +143,11 @@ pub struct Header {
     pub dropped: AtomicU64,
     /// Total payload bytes published (stats: bitrate).
     pub bytes: AtomicU64,
+    /// The first keyframe number of every track, from the wall clock at creation
+    /// (`unix ms / KEY_BASE_MS`): numbers grow faster than keyframes are indexed, so a
+    /// stream's keyframe numbers (its HLS media sequence) keep growing when its buffer
+    /// is created anew (a publisher that comes back after the buffer ended).
+    pub key_base: AtomicU64,
     pub readers: [ReaderEntry; MAX_READERS],
 }
 
@@ -150,6 +160,9 @@ pub struct KeyEntry {
     pub idx: AtomicU64,
     pub dts: AtomicI64,
     pub epoch: AtomicU64,
+    /// Wall-clock time of the keyframe (unix µs): the writer's clock when its first
+    /// frame was written, plus the timeline since then (HLS program date-time).
+    pub wall_us: AtomicI64,
 }
 
 #[repr(C)]

@@ -35,7 +35,7 @@ mod writer;
 pub use conns::{ConnInfo, ConnTable};
 pub use layout::{Layout, KEYS, MAX_READERS};
 pub use reader::{KeyFrame, Read, Reader, StreamStatus};
-pub use writer::Writer;
+pub use writer::{Writer, KEY_INDEX_MIN_US};
 
 use layout::{Header, KeyEntry, Slot, TrackHeader, MAGIC, META_CAPACITY, META_OFFSET, VERSION};
 use memmap2::MmapRaw;

@@ -33,6 +33,8 @@ pub struct KeyFrame {
     pub idx: u64,
     pub dts: i64,
     pub epoch: u32,
+    /// Wall-clock time of the keyframe, unix µs.
+    pub wall_us: i64,
 }
 
 #[derive(Clone, Copy)]
@@ -268,6 +270,7 @@ impl Reader {
             let idx = k.idx.load(Ordering::Relaxed);
             let dts = k.dts.load(Ordering::Relaxed);
             let epoch = k.epoch.load(Ordering::Relaxed) as u32;
+            let wall_us = k.wall_us.load(Ordering::Relaxed);
             fence(Ordering::Acquire);
             if s1 != kno + 1 || k.seq.load(Ordering::Relaxed) != s1 {
                 continue;
@@ -281,6 +284,7 @@ impl Reader {
                 idx,
                 dts,
                 epoch,
+                wall_us,
             });
         }
         out
@@ -305,6 +309,11 @@ impl Reader {
                 let valid = s1 == kno + 1 && k.seq.load(Ordering::Relaxed) == s1;
                 (valid && idx + slots > head).then_some(dts)
             })
+    }
+
+    /// The number of the segment's first keyframe (see `Header::key_base`).
+    pub fn key_base(&self) -> u64 {
+        self.seg.header().key_base.load(Ordering::Relaxed)
     }
 
     /// The primary track's id, if any.

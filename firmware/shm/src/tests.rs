@@ -229,6 +229,49 @@ fn long_gop_reader_plays_forward_from_the_newest_keyframe() {
     w.finish();
 }
 
+/// An audio-only stream (every frame a keyframe) indexes a keyframe about once a
+/// second, so HLS segments and resync points are ~1 s, not one 21 ms AAC frame; each
+/// index entry carries the wall-clock time of its frame.
+#[test]
+fn keyframe_index_is_about_a_second_apart() {
+    let ns = ns("keyidx");
+    let mut w = Writer::open(&ns, "s", small()).unwrap();
+    w.set_tracks(&tracks()[1..]).unwrap();
+    let t0 = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64;
+    let mut r = Reader::open(&ns, "s").unwrap();
+    assert!(matches!(r.next(Duration::ZERO).unwrap(), Read::Tracks(_)));
+    // 1024-sample AAC frames at 48 kHz for 2.5 s; the ring keeps the last 64 (1.4 s).
+    for i in 0..118u64 {
+        let f = Frame {
+            track: 2,
+            dts: (i * 1024 * 1_000_000 / 48_000) as i64,
+            cts: 0,
+            key: true,
+            data: payload(i, 300),
+        };
+        w.write(&f).unwrap();
+    }
+    let keys = r.keyframes();
+    assert!(!keys.is_empty());
+    for k in &keys {
+        assert!(
+            (k.wall_us - t0 - k.dts).abs() < 1_000_000,
+            "wall clock of key {} ({} µs) against dts {}",
+            k.number,
+            k.wall_us - t0,
+            k.dts
+        );
+    }
+    // Indexed: frames 0, 43 (0.917 s) and 86 (1.835 s), each the first ≥ 0.9 s after
+    // the last indexed one.
+    assert_eq!(keys.last().unwrap().idx, 86);
+    assert_eq!(keys.last().unwrap().number - r.key_base(), 2);
+    w.finish();
+}
+
 #[test]
 fn second_live_writer_is_refused_and_restart_continues_timeline() {
     let ns = ns("busy");

@@ -1,7 +1,7 @@
 //! The single writer of a stream segment (the stream's input process).
 
 use crate::layout::{
-    round_up, Layout, FLAG_KEY, MAGIC, META_CAPACITY, STATE_ENDED, STATE_LIVE, VERSION,
+    round_up, Layout, FLAG_KEY, KEY_BASE_MS, MAGIC, META_CAPACITY, STATE_ENDED, STATE_LIVE, VERSION,
 };
 use crate::{copy_in, io_err, place, round8, sys, Error, Namespace, Result, Segment};
 use brume_format::{Frame, Track};
@@ -12,7 +12,16 @@ struct Region {
     track_id: u32,
     index: u32,
     data_size: u64,
+    /// Timeline dts of the last keyframe this writer put in the keyframe index.
+    last_indexed: Option<i64>,
 }
+
+/// Keyframes closer than this to the last indexed one are not indexed: the index holds
+/// segment starts about a second apart (HLS segments, resync points), not every frame
+/// of a track whose every frame is a keyframe (audio). A 1 s GOP at 30 fps (999,990 µs)
+/// indexes every keyframe; a writer's first keyframe is always indexed, so a new epoch
+/// starts a segment.
+pub const KEY_INDEX_MIN_US: i64 = 900_000;
 
 /// The writer of one stream's segment. See the crate docs for the protocol.
 pub struct Writer {
@@ -21,6 +30,8 @@ pub struct Writer {
     epoch: u32,
     /// Added to every dts so a restarted writer continues the previous timeline.
     dts_offset: Option<i64>,
+    /// Unix time (µs) minus timeline dts, fixed at this writer's first frame.
+    wall_anchor: Option<i64>,
 }
 
 impl Writer {
@@ -74,6 +85,7 @@ impl Writer {
             regions: Vec::new(),
             epoch,
             dts_offset: if epoch == 1 { Some(0) } else { None },
+            wall_anchor: None,
         };
         // Re-learn the regions a previous writer set up.
         for index in 0..w.seg.layout().max_tracks {
@@ -83,6 +95,7 @@ impl Writer {
                     track_id: th.track_id.load(Ordering::Relaxed),
                     index,
                     data_size: th.data_size.load(Ordering::Relaxed),
+                    last_indexed: None,
                 });
             }
         }
@@ -134,12 +147,15 @@ impl Writer {
             };
             let th = self.seg.track(index);
             th.track_id.store(t.id, Ordering::Relaxed);
+            let base = self.seg.header().key_base.load(Ordering::Relaxed);
+            th.key_count.fetch_max(base, Ordering::Relaxed);
             th.data_size.store(data_size, Ordering::Relaxed);
             th.active.store(1, Ordering::Release);
             self.regions.push(Region {
                 track_id: t.id,
                 index,
                 data_size,
+                last_indexed: None,
             });
         }
         let h = self.seg.header();
@@ -166,7 +182,8 @@ impl Writer {
             (last + 33_333 - frame.dts).max(0)
         });
         let dts = frame.dts + offset;
-        let Some(region) = self.regions.iter().find(|r| r.track_id == frame.track) else {
+        let wall_anchor = *self.wall_anchor.get_or_insert_with(|| unix_us() - dts);
+        let Some(region) = self.regions.iter_mut().find(|r| r.track_id == frame.track) else {
             return Err(Error::Track {
                 stream: self.seg.stream.clone(),
                 track: frame.track,
@@ -213,8 +230,13 @@ impl Writer {
         th.write_off.store(end, Ordering::Relaxed);
         th.head.store(idx + 1, Ordering::Release);
 
-        // 3. Keyframe index (seqlock per entry).
-        if frame.key {
+        // 3. Keyframe index (seqlock per entry), about one entry a second at most.
+        if frame.key
+            && region
+                .last_indexed
+                .is_none_or(|last| dts - last >= KEY_INDEX_MIN_US)
+        {
+            region.last_indexed = Some(dts);
             let kno = th.key_count.load(Ordering::Relaxed);
             let k = self.seg.key(t, kno);
             k.seq.store(0, Ordering::Relaxed);
@@ -222,6 +244,7 @@ impl Writer {
             k.idx.store(idx, Ordering::Relaxed);
             k.dts.store(dts, Ordering::Relaxed);
             k.epoch.store(self.epoch as u64, Ordering::Relaxed);
+            k.wall_us.store(wall_anchor + dts, Ordering::Relaxed);
             k.seq.store(kno + 1, Ordering::Release);
             th.key_count.store(kno + 1, Ordering::Release);
         }
@@ -249,6 +272,17 @@ impl Writer {
     }
 
     /// Ends the stream: readers see [`crate::Read::Ended`], the file is removed.
+    /// Lets go of the segment without ending it: readers wait (they see no writer) and
+    /// the next writer adopts it at once, as a new epoch continuing the timeline.
+    pub fn release(self) {
+        let h = self.seg.header();
+        let (pid, _) = sys::current_process();
+        let _ = h
+            .writer_pid
+            .compare_exchange(pid, 0, Ordering::AcqRel, Ordering::Acquire);
+        self.wake();
+    }
+
     pub fn finish(self) {
         let h = self.seg.header();
         h.state.store(STATE_ENDED, Ordering::Release);
@@ -291,6 +325,10 @@ fn create(ns: &Namespace, stream: &str, layout: Layout) -> Result<Option<Segment
     h.slots.store(layout.slots, Ordering::Relaxed);
     h.data_capacity
         .store(layout.data_capacity, Ordering::Relaxed);
+    h.key_base.store(
+        (unix_us() / 1000).max(0) as u64 / KEY_BASE_MS,
+        Ordering::Relaxed,
+    );
     h.magic.store(MAGIC, Ordering::Release);
     let linked = std::fs::hard_link(&tmp, &path);
     let _ = std::fs::remove_file(&tmp);
@@ -299,4 +337,10 @@ fn create(ns: &Namespace, stream: &str, layout: Layout) -> Result<Option<Segment
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(None),
         Err(e) => Err(io_err(stream, "link", &path, e)),
     }
+}
+
+fn unix_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
 }

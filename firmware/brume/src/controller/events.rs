@@ -39,16 +39,7 @@ pub struct Hub {
 /// Wall-clock time as RFC 3339 UTC with milliseconds.
 pub fn rfc3339(t: SystemTime) -> String {
     let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs() as i64;
-    let (y, m, day) = crate::recorder::civil_from_days(secs.div_euclid(86_400));
-    let s = secs.rem_euclid(86_400);
-    format!(
-        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        s / 3600,
-        s / 60 % 60,
-        s % 60,
-        d.subsec_millis()
-    )
+    brume_format::clock::rfc3339_ms(d.as_millis() as i64)
 }
 
 impl Hub {

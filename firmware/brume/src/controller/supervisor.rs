@@ -283,12 +283,34 @@ async fn run(state: Shared, stream: String, mut stop: watch::Receiver<bool>) {
     });
 }
 
-/// Once a second: stop on-demand inputs nobody watched for their idle timeout.
+/// How long an RTMP stream's buffer waits for its publisher to come back before it
+/// ends (its viewers get the end of the stream, HLS an `EXT-X-ENDLIST`).
+pub const PUBLISHER_GRACE: Duration = Duration::from_secs(20);
+
+/// Once a second: stop on-demand inputs nobody watched for their idle timeout, and end
+/// the buffers of RTMP streams whose publisher left more than `PUBLISHER_GRACE` ago.
 pub async fn housekeeping(state: Shared) {
     let mut last_bytes: std::collections::HashMap<String, (u64, Instant)> = Default::default();
+    let mut orphaned: std::collections::HashMap<String, Instant> = Default::default();
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let config = state.config.lock().expect("config lock").clone();
+        for (name, sc) in &config.streams {
+            if needs_process(sc) {
+                continue;
+            }
+            let dead = brume_shm::Reader::observe(&state.env.ns, name)
+                .is_ok_and(|r| !r.status().writer_alive);
+            if !dead {
+                orphaned.remove(name);
+                continue;
+            }
+            let since = *orphaned.entry(name.clone()).or_insert_with(Instant::now);
+            if since.elapsed() >= PUBLISHER_GRACE && state.env.ns.end_if_dead(name) {
+                tracing::info!(stream = %name, "the publisher did not come back; stream ended");
+                orphaned.remove(name);
+            }
+        }
         // Bitrates from the buffers' byte counters.
         for name in config.streams.keys() {
             let bytes = brume_shm::Reader::observe(&state.env.ns, name).map(|r| r.status().bytes);

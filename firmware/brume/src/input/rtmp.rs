@@ -80,8 +80,12 @@ fn run(env: &Env, sock: TcpStream, peer: &str) -> Result<(), String> {
         }
     };
     if let Some(w) = p.writer.take() {
+        // The buffer stays for the publisher's return (OBS reconnects, a network
+        // blip): the next publisher adopts it as a new epoch, so viewers stay connected
+        // and HLS numbering continues. The controller ends it if nobody comes back
+        // within `PUBLISHER_GRACE`.
         tracing::info!(stream = w.stream(), peer = %peer, "publishing ended");
-        w.finish();
+        w.abandon("publisher left");
     }
     result
 }

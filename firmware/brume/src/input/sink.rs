@@ -150,10 +150,16 @@ impl Sink {
     }
 
     /// Stops the processes but leaves the buffer for the next input to adopt (a
-    /// device that vanished).
+    /// device that vanished, a publisher that left).
     pub fn abandon(self, reason: &str) {
         for p in self.processes {
             p.stop();
+        }
+        if let Some(s) = Arc::try_unwrap(self.shared)
+            .ok()
+            .map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()))
+        {
+            s.writer.release();
         }
         event(
             &self.controller,

@@ -181,7 +181,7 @@ pub fn wall_clock() -> String {
         .unwrap_or_default();
     let secs = t.as_secs() as i64;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (y, m, d) = crate::recorder::civil_from_days(days);
+    let (y, m, d) = brume_format::clock::civil_from_days(days);
     format!(
         "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.{:03}",
         rem / 3600,

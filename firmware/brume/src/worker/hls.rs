@@ -1,9 +1,19 @@
-//! HLS with fMP4 (CMAF) segments: `/hls/<stream>/index.m3u8`, `init.mp4`, `<n>.m4s`.
+//! HLS with fMP4 (CMAF) segments: `/hls/<stream>/index.m3u8`, `init-<epoch>.mp4`,
+//! `<n>.m4s`.
 //!
-//! Segments are cut at the primary track's keyframes, straight from the shared-memory
-//! ring: segment `n` holds every frame from keyframe `n` up to keyframe `n + 1`, so
-//! nothing is stored twice and a segment exists as soon as its closing keyframe does.
-//! A request for the segment still being written waits for it (blocking reload).
+//! Segments are cut at the primary track's indexed keyframes (about a second apart or
+//! more, see `brume_shm::KEY_INDEX_MIN_US`; audio-only streams get ~1 s segments),
+//! straight from the shared-memory ring: segment `n` holds every frame from keyframe
+//! `n` up to keyframe `n + 1`, so nothing is stored twice and a segment exists as soon
+//! as its closing keyframe does. A request for the segment still being written waits
+//! for it (blocking reload).
+//!
+//! The timeline is the buffer's: media sequence numbers are keyframe numbers, which
+//! only grow for a stream (across inputs that come back, and across buffers, see
+//! `key_base`), and segments carry their wall-clock time as program date-time. A new
+//! epoch (a publisher that reconnected, a restarted input, perhaps at a new
+//! resolution) gets its own init segment URI and a new discontinuity sequence number:
+//! the playlist lists the newest epoch's segments once it has a complete one.
 
 use super::http::{Request, Response};
 use super::{open_or_respond, Conn};
@@ -40,7 +50,9 @@ pub fn serve(
     }
     let response = if file == "index.m3u8" {
         playlist(&reader)
-    } else if file == "init.mp4" {
+    } else if is_init(file) {
+        // Any epoch's init gets the current tracks: an older epoch's segments are only
+        // listed until the newest epoch has one of its own.
         match fmp4::init_segment(&tracks) {
             Ok(init) => Response::ok("video/mp4", init).header("Cache-Control", "no-cache"),
             Err(e) => Response::error(415, &e.to_string()),
@@ -75,6 +87,15 @@ fn wait_for<T>(reader: &Reader, mut ready: impl FnMut() -> Option<T>) -> Option<
     }
 }
 
+/// `init.mp4` or `init-<epoch>.mp4`.
+fn is_init(file: &str) -> bool {
+    file == "init.mp4"
+        || file
+            .strip_prefix("init-")
+            .and_then(|f| f.strip_suffix(".mp4"))
+            .is_some_and(|e| e.parse::<u32>().is_ok())
+}
+
 fn playlist(reader: &Reader) -> Response {
     let Some(keys) = wait_for(reader, || {
         let k = reader.keyframes();
@@ -83,20 +104,33 @@ fn playlist(reader: &Reader) -> Response {
         return Response::error(503, "no complete segment yet");
     };
     let pairs: Vec<(KeyFrame, KeyFrame)> = keys.windows(2).map(|w| (w[0], w[1])).collect();
-    let start = pairs.len().saturating_sub(WINDOW);
-    let segments: Vec<hls::Segment> = pairs[start..]
+    let text = live_playlist(&pairs, reader.key_base(), reader.ended());
+    Response::ok("application/vnd.apple.mpegurl", text.into_bytes())
+        .header("Cache-Control", "max-age=1")
+}
+
+/// The playlist of the newest epoch's complete segments (`pairs`: consecutive indexed
+/// keyframes, oldest first).
+fn live_playlist(pairs: &[(KeyFrame, KeyFrame)], key_base: u64, ended: bool) -> String {
+    let epoch = pairs.last().map_or(1, |(a, _)| a.epoch);
+    let same: Vec<&(KeyFrame, KeyFrame)> = pairs.iter().filter(|(a, _)| a.epoch == epoch).collect();
+    let start = same.len().saturating_sub(WINDOW);
+    let segments: Vec<hls::Segment> = same[start..]
         .iter()
-        .enumerate()
-        .map(|(i, (a, b))| hls::Segment {
+        .map(|(a, b)| hls::Segment {
             sequence: a.number,
             duration_us: b.dts - a.dts,
             uri: format!("{}.m4s", a.number),
-            discontinuity: i > 0 && pairs[start + i - 1].0.epoch != a.epoch,
+            discontinuity: false,
+            date_ms: Some(a.wall_us / 1000),
         })
         .collect();
-    let text = hls::media_playlist(&segments, "init.mp4", reader.ended());
-    Response::ok("application/vnd.apple.mpegurl", text.into_bytes())
-        .header("Cache-Control", "max-age=1")
+    hls::media_playlist(&hls::Playlist {
+        segments: &segments,
+        init_uri: &format!("init-{epoch}.mp4"),
+        discontinuity_sequence: key_base + u64::from(epoch.saturating_sub(1)),
+        ended,
+    })
 }
 
 fn segment(reader: &Reader, tracks: &[Track], n: u64) -> Response {
@@ -133,5 +167,47 @@ fn segment(reader: &Reader, tracks: &[Track], n: u64) -> Response {
             Response::ok("video/iso.segment", bytes).header("Cache-Control", "public, max-age=60")
         }
         Err(e) => Response::error(500, &e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(epochs: &[u32]) -> Vec<(KeyFrame, KeyFrame)> {
+        let k: Vec<KeyFrame> = epochs
+            .iter()
+            .enumerate()
+            .map(|(i, &epoch)| KeyFrame {
+                number: 1000 + i as u64,
+                idx: i as u64 * 30,
+                dts: i as i64 * 1_000_000,
+                epoch,
+                wall_us: 1_796_679_017_000_000 + i as i64 * 1_000_000,
+            })
+            .collect();
+        k.windows(2).map(|w| (w[0], w[1])).collect()
+    }
+
+    #[test]
+    fn a_new_epoch_gets_its_own_init_and_discontinuity_sequence() {
+        // The new epoch has no complete segment yet: the old one is still listed.
+        let text = live_playlist(&keys(&[1, 1, 1, 2]), 1000, false);
+        assert!(text.contains("#EXT-X-MEDIA-SEQUENCE:1000\n"), "{text}");
+        assert!(text.contains("#EXT-X-MAP:URI=\"init-1.mp4\"\n"), "{text}");
+        assert!(text.contains("#EXT-X-DISCONTINUITY-SEQUENCE:1000\n"), "{text}");
+        assert!(text.contains(
+            "#EXT-X-PROGRAM-DATE-TIME:2026-12-07T21:30:17.000Z\n#EXTINF:1.000,\n1000.m4s\n"
+        ));
+        // It has one: only the new epoch is listed, numbers keep growing.
+        let text = live_playlist(&keys(&[1, 1, 1, 2, 2]), 1000, false);
+        assert!(text.contains("#EXT-X-MEDIA-SEQUENCE:1003\n"), "{text}");
+        assert!(text.contains("#EXT-X-MAP:URI=\"init-2.mp4\"\n"), "{text}");
+        assert!(
+            text.contains("#EXT-X-DISCONTINUITY-SEQUENCE:1001\n"),
+            "{text}"
+        );
+        assert!(!text.contains("1002.m4s"), "{text}");
+        assert!(is_init("init-2.mp4") && is_init("init.mp4") && !is_init("init-x.mp4"));
     }
 }

@@ -274,11 +274,18 @@ pub fn open_stream(env: &Env, stream: &str) -> Result<Reader, OpenError> {
             Ok(r) => break r,
             Err(brume_shm::Error::NotFound { .. }) => {
                 if !demanded {
-                    let known = crate::config::Config::load(&env.config)
-                        .map(|c| c.streams.contains_key(stream))
-                        .unwrap_or(false);
-                    if !known {
-                        return Err(OpenError::NoSuchStream);
+                    let source = crate::config::Config::load(&env.config)
+                        .ok()
+                        .and_then(|c| c.streams.get(stream).map(|s| s.source.clone()));
+                    match source {
+                        None => return Err(OpenError::NoSuchStream),
+                        Some(crate::config::Source::Rtmp { .. }) => {
+                            return Err(OpenError::NotStarted(
+                                "no publisher is connected (publish to rtmp://HOST/live/STREAM?key=KEY)"
+                                    .into(),
+                            ))
+                        }
+                        Some(_) => {}
                     }
                     if let Err(e) = crate::handoff::send_demand(&env.controller_socket(), stream) {
                         return Err(OpenError::NotStarted(format!(

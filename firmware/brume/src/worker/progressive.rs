@@ -12,6 +12,17 @@
 //! and continues with the next frame: the client sees one unbroken stream. If the frame
 //! has already left the ring, the unit is completed with filler and the stream
 //! continues from the newest keyframe.
+//!
+//! # Timelines
+//! MP4: each viewer's timeline starts at 0 with its first frame (a keyframe), as players
+//! expect of a file (VLC, mpv's `--length`, GStreamer); the offset is part of the
+//! resume state. TS keeps the stream's timeline (MPEG-TS players expect any start).
+//!
+//! # A new epoch (publisher reconnected, input restarted)
+//! The timeline continues. TS continues through any change of the tracks' parameters
+//! (a new resolution: the new parameter sets come with the next keyframe) as long as
+//! the codecs stay the same. MP4 continues when the tracks are unchanged; otherwise the
+//! response ends (an MP4 init segment cannot change) and the player reconnects.
 
 use super::http::{Request, Response};
 use super::{open_or_respond, Conn};
@@ -35,10 +46,25 @@ const S_UNIT_LEN: usize = 2;
 const S_GSEQ: usize = 3; // frame global sequence + 1 (0: the head unit)
 const S_MUX_A: usize = 4;
 const S_MUX_B: usize = 5;
+const S_MUX_C: usize = 6;
+
+/// No MP4 timeline origin yet (no frame sent).
+const NO_ORIGIN: i64 = i64::MIN;
+
+/// The H.264 and AAC tracks: what the progressive muxers carry.
+fn usable(tracks: &[Track]) -> Vec<Track> {
+    tracks
+        .iter()
+        .filter(|t| matches!(t.codec, Codec::H264 | Codec::Aac))
+        .cloned()
+        .collect()
+}
 
 enum Muxer {
     Mp4 {
         tracks: Vec<Track>,
+        /// Stream dts of this viewer's first frame: its timeline starts there at 0.
+        origin: i64,
         seq: u32,
         last_dts: HashMap<u32, i64>,
         /// Duration given to the last fragment's sample (replayed on resume).
@@ -49,17 +75,14 @@ enum Muxer {
 
 impl Muxer {
     fn new(format: Format, tracks: &[Track]) -> Result<Muxer, String> {
-        let usable: Vec<Track> = tracks
-            .iter()
-            .filter(|t| matches!(t.codec, Codec::H264 | Codec::Aac))
-            .cloned()
-            .collect();
+        let usable = usable(tracks);
         if usable.is_empty() {
             return Err("the stream has no H.264 or AAC track".into());
         }
         Ok(match format {
             Format::Mp4 => Muxer::Mp4 {
                 tracks: usable,
+                origin: NO_ORIGIN,
                 seq: 1,
                 last_dts: HashMap::new(),
                 last_duration: 0,
@@ -82,20 +105,23 @@ impl Muxer {
         Ok(bytes)
     }
 
-    /// (A, B) state words before the next unit.
-    fn state(&self) -> (u64, u64) {
+    /// (A, B, C) state words before the next unit.
+    fn state(&self) -> (u64, u64, u64) {
         match self {
-            Muxer::Mp4 { seq, .. } => (*seq as u64, 0),
+            Muxer::Mp4 { seq, origin, .. } => (*seq as u64, 0, *origin as u64),
             Muxer::Ts(m) => {
                 let s = m.state();
-                (s.counters, s.last_psi_dts as u64)
+                (s.counters, s.last_psi_dts as u64, 0)
             }
         }
     }
 
-    fn restore(&mut self, a: u64, b: u64) {
+    fn restore(&mut self, a: u64, b: u64, c: u64) {
         match self {
-            Muxer::Mp4 { seq, .. } => *seq = a as u32,
+            Muxer::Mp4 { seq, origin, .. } => {
+                *seq = a as u32;
+                *origin = c as i64;
+            }
             Muxer::Ts(m) => m.restore(ts::TsState {
                 counters: a,
                 last_psi_dts: b as i64,
@@ -103,16 +129,42 @@ impl Muxer {
         }
     }
 
+    /// The muxer continues from the `old` track list with the `new` one (a new epoch)
+    /// if it can.
+    fn retrack(&mut self, old: &[Track], new: &[Track]) -> bool {
+        let new = usable(new);
+        match self {
+            Muxer::Mp4 { tracks, .. } => *tracks == new,
+            Muxer::Ts(m) => {
+                let codecs = |t: &[Track]| t.iter().map(|t| (t.id, t.codec)).collect::<Vec<_>>();
+                if codecs(&usable(old)) != codecs(&new) {
+                    return false;
+                }
+                let Ok(mut next) = ts::TsMuxer::new(&new) else {
+                    return false;
+                };
+                // Same continuity counters; tables and parameter sets again at once.
+                next.restore(ts::TsState {
+                    counters: m.state().counters,
+                    last_psi_dts: i64::MIN,
+                });
+                *m = next;
+                true
+            }
+        }
+    }
+
     /// The bytes of one frame; `duration` replays a recorded fMP4 duration.
-    fn unit(&mut self, f: &Frame, duration: Option<i64>) -> Result<Option<Vec<u8>>, String> {
+    fn unit(&mut self, mut f: Frame, duration: Option<i64>) -> Result<Option<Vec<u8>>, String> {
         match self {
             Muxer::Ts(m) => {
                 let mut out = Vec::with_capacity(f.data.len() + f.data.len() / 8 + 400);
-                m.mux(f, &mut out).map_err(|e| e.to_string())?;
+                m.mux(&f, &mut out).map_err(|e| e.to_string())?;
                 Ok((!out.is_empty()).then_some(out))
             }
             Muxer::Mp4 {
                 tracks,
+                origin,
                 seq,
                 last_dts,
                 last_duration,
@@ -120,6 +172,12 @@ impl Muxer {
                 let Some(track) = tracks.iter().find(|t| t.id == f.track) else {
                     return Ok(None);
                 };
+                if *origin == NO_ORIGIN {
+                    *origin = f.dts;
+                }
+                // Frames of another track that started a little earlier than the
+                // first keyframe start at 0 too.
+                f.dts = (f.dts - *origin).max(0);
                 // The next frame's time is unknown (we send each frame as it comes):
                 // estimate the duration from the previous interval; the next
                 // fragment's decode time corrects any error.
@@ -130,7 +188,7 @@ impl Muxer {
                     }
                     _ => 33_333,
                 });
-                let frames = std::slice::from_ref(f);
+                let frames = std::slice::from_ref(&f);
                 let run = fmp4::TrackRun {
                     track,
                     frames,
@@ -163,7 +221,7 @@ impl Progress {
         &mut self,
         conn: &mut Conn,
         gseq1: u64,
-        before: (u64, u64),
+        before: (u64, u64, u64),
         extra: u64,
         bytes: &[u8],
     ) -> std::io::Result<()> {
@@ -175,6 +233,7 @@ impl Progress {
             (S_GSEQ, gseq1),
             (S_MUX_A, before.0),
             (S_MUX_B, if extra != 0 { extra } else { before.1 }),
+            (S_MUX_C, before.2),
         ] {
             if let Some(w) = conn.state(i) {
                 w.store(v, Ordering::Relaxed);
@@ -230,7 +289,7 @@ fn live(
     muxer: &mut Muxer,
     progress: &mut Progress,
 ) -> std::io::Result<()> {
-    let tracks = reader.tracks().to_vec();
+    let mut tracks = reader.tracks().to_vec();
     loop {
         match reader
             .next(Duration::from_secs(5))
@@ -239,18 +298,21 @@ fn live(
             Read::Frame(f) => {
                 let before = muxer.state();
                 let gseq1 = reader.position() + 1;
-                if let Some(bytes) = muxer.unit(&f, None).map_err(std::io::Error::other)? {
+                if let Some(bytes) = muxer.unit(f, None).map_err(std::io::Error::other)? {
                     let extra = muxer.last_duration();
                     progress.send_unit(conn, gseq1, before, extra, &bytes)?;
                     reader.add_bytes(bytes.len() as u64);
                 }
             }
             Read::Tracks(t) if t != tracks => {
-                tracing::info!(
-                    stream = reader.stream(),
-                    "tracks changed; closing so the client reconnects"
-                );
-                return Ok(());
+                if !muxer.retrack(&tracks, &t) {
+                    tracing::info!(
+                        stream = reader.stream(),
+                        "tracks changed; closing so the client reconnects"
+                    );
+                    return Ok(());
+                }
+                tracks = t;
             }
             Read::Ended => return Ok(()),
             Read::Tracks(_) | Read::Resync { .. } | Read::Discontinuity { .. } | Read::Timeout => {}
@@ -295,7 +357,7 @@ pub fn resume(env: &Env, conn: &mut Conn) -> std::io::Result<()> {
     };
     conn.describe(if format == Format::Mp4 { "mp4" } else { "ts" }, &stream);
     let mut muxer = Muxer::new(format, reader.tracks()).map_err(std::io::Error::other)?;
-    muxer.restore(a, b);
+    muxer.restore(a, b, word(S_MUX_C));
     let regenerated = if gseq1 == 0 {
         Some(muxer.head(format).map_err(std::io::Error::other)?)
     } else {
@@ -305,7 +367,7 @@ pub fn resume(env: &Env, conn: &mut Conn) -> std::io::Result<()> {
             } else {
                 None
             };
-            muxer.unit(&f, replay).ok().flatten()
+            muxer.unit(f, replay).ok().flatten()
         })
     };
     let done = pos.saturating_sub(unit_start).min(unit_len) as usize;

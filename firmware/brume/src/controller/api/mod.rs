@@ -390,10 +390,11 @@ fn stream_json(state: &Shared, name: &str, config: &StreamConfig) -> Value {
         if s.writer_alive && !s.ended && !tracks.is_empty() && st != "failed" {
             st = "live";
         }
-    } else if matches!(config.source, crate::config::Source::Rtmp { .. }) {
-        st = "waiting";
     } else if st == "stopped" && !config.always_on {
         st = "idle";
+    }
+    if st != "live" && matches!(config.source, crate::config::Source::Rtmp { .. }) {
+        st = "waiting"; // for a publisher (its buffer may be kept for one coming back)
     }
     let bitrate = state
         .rates
