@@ -370,38 +370,51 @@ impl Config {
         Ok(c)
     }
 
-    /// Writes atomically: temp file in the same directory, fsync, rename, fsync dir.
+    /// Writes atomically (see [`write_private`]): the file holds the admin password's
+    /// hash and the publish keys, so only its owner may read it.
     pub fn save(&self, path: &Path) -> Result<(), Error> {
-        let io = |e| Error::Io {
-            path: path.display().to_string(),
-            source: e,
-        };
-        let dir = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).map_err(io)?;
-        let tmp = dir.join(format!(
-            ".{}.tmp{}",
-            path.file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or("config"),
-            std::process::id()
-        ));
         let mut json = serde_json::to_vec_pretty(self).expect("config always serialises");
         json.push(b'\n');
-        let write = || -> std::io::Result<()> {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&json)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, path)?;
-            std::fs::File::open(dir)?.sync_all()
-        };
-        write().map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            io(e)
+        write_private(path, &json).map_err(|e| Error::Io {
+            path: path.display().to_string(),
+            source: e,
         })
     }
+}
+
+/// Writes `bytes` to `path` atomically and readable by its owner only (0600): temp
+/// file in the same directory (created 0600), fsync, rename, fsync of the directory.
+/// A crash or power cut leaves the old or the new file, never a broken one.
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(
+        ".{}.tmp{}",
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("config"),
+        std::process::id()
+    ));
+    let write = || -> std::io::Result<()> {
+        // A leftover of a crashed write may have other permissions: start afresh.
+        let _ = std::fs::remove_file(&tmp);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(dir)?.sync_all()
+    };
+    write().inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
 }
 
 impl StreamConfig {
@@ -565,12 +578,15 @@ mod tests {
 
     #[test]
     fn default_is_valid_and_round_trips() {
+        use std::os::unix::fs::PermissionsExt;
         let c = Config::default();
         c.validate().unwrap();
         let dir = std::env::temp_dir().join(format!("brume-cfg-{}", std::process::id()));
         let path = dir.join("c.json");
         c.save(&path).unwrap();
         assert_eq!(Config::load(&path).unwrap(), c);
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the config holds secrets: owner only");
         let _ = std::fs::remove_dir_all(dir);
     }
 
