@@ -47,3 +47,38 @@ pub fn default_run_dir(config: &std::path::Path) -> PathBuf {
         .unwrap_or(std::path::Path::new("."));
     dir.join("run")
 }
+
+/// Reads a secret from the environment once and removes it, so no child (controller,
+/// inputs, stream processes, trigger handlers) inherits it. The original bytes are
+/// overwritten as well: /proc/PID/environ shows the environment this process started
+/// with, not the current one. Call before any other thread exists.
+pub fn take_secret(name: &str) -> Option<String> {
+    let value = std::env::var(name).ok();
+    if let Ok(cname) = std::ffi::CString::new(name) {
+        // SAFETY: getenv returns null or a pointer to the NUL-terminated value inside
+        // this process's (writable) environment block; the process has one thread,
+        // so nothing reads or changes the environment meanwhile. The bytes are
+        // overwritten in place, up to (not including) the terminating NUL.
+        unsafe {
+            let p = libc::getenv(cname.as_ptr());
+            if !p.is_null() {
+                let len = libc::strlen(p);
+                for i in 0..len {
+                    std::ptr::write_volatile(p.add(i), 0);
+                }
+            }
+        }
+    }
+    std::env::remove_var(name);
+    value.filter(|v| !v.is_empty())
+}
+
+/// The persisted admin sessions: next to the configuration file, named after it
+/// (`brume.json` → `brume.sessions.json`).
+pub fn sessions_file(config: &std::path::Path) -> PathBuf {
+    let stem = config
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "brume".into());
+    config.with_file_name(format!("{stem}.sessions.json"))
+}

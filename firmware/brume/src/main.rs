@@ -21,9 +21,9 @@ const USAGE: &str = "\
 brume: a crash-proof live-media appliance
 
 USAGE:
-    brume serve [--config PATH] [--listen ADDR:PORT] [--rtmp ADDR:PORT]
+    brume serve [--config PATH] [--listen ADDR:PORT] [--rtmp ADDR:PORT|off]
         Run everything: controller, listeners, inputs. Creates PATH with a demo
-        stream if it does not exist.
+        stream if it does not exist (see brume serve --help).
     brume devices
         List the V4L2 cameras (formats, sizes, frame rates), ALSA capture
         devices and GPIO chips, as JSON.
@@ -34,20 +34,65 @@ USAGE:
     brume --version
 
 Internal roles (started by brume itself): controller, listen, input, record, push.
+Every command takes --help.
 ";
+
+/// `brume <role> --help`: what each role takes.
+fn role_usage(role: &str) -> Option<&'static str> {
+    Some(match role {
+        "serve" => serve::USAGE,
+        "devices" => {
+            "usage: brume devices\n    The V4L2 cameras (formats, sizes, frame rates), V4L2 M2M encoders,\n    ALSA capture devices and GPIO chips of this machine, as JSON.\n"
+        }
+        "bench" => {
+            "usage: brume bench [shm|latency|fanout|controller|capture|all]\n       brume bench encoder [DEVICE] [--codec h264|fwht] [--frames N] [--size WxH]\n    Measure and print figures (see README).\n"
+        }
+        "controller" => {
+            "usage: brume controller\n    Internal role, started by brume serve: configuration, HTTP API, the inputs'\n    angel. Reads BRUME_CONFIG and BRUME_RUN_DIR.\n"
+        }
+        "listen" => {
+            "usage: brume listen --http ADDR:PORT [--rtmp ADDR:PORT|off]\n    Internal role, started by brume serve: owns the HTTP and RTMP ports.\n"
+        }
+        "input" => "usage: brume input <stream>\n    Internal role, started by the controller: one stream's input.\n",
+        "record" => {
+            "usage: brume record <stream> --dir DIR [--segment-s N]\n    Internal role, started by the controller: one stream's recording.\n"
+        }
+        "push" => "usage: brume push <name>\n    Internal role, started by the controller: one push to an RTMP server.\n",
+        _ => return None,
+    })
+}
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let role = args.first().map(String::as_str).unwrap_or("");
     let rest = args.get(1..).unwrap_or(&[]);
+    if let Some(usage) = role_usage(role) {
+        if rest.iter().any(|a| a == "--help" || a == "-h") {
+            print!("{usage}");
+            return ExitCode::SUCCESS;
+        }
+    }
     let result = match role {
-        "serve" => serve::main(rest),
+        "serve" => match serve::Options::parse(rest) {
+            Ok(options) => serve::main(options),
+            Err(e) => {
+                eprintln!("brume serve: {e}\n(brume serve --help for the options)");
+                return ExitCode::from(2);
+            }
+        },
         "controller" => controller::main(rest),
         "listen" => listen::main(rest),
         "input" => input::main(rest),
         "record" => recorder::main(rest),
         "push" => push::main(rest),
         "bench" => worker::bench::main(rest),
+        "devices" if !rest.is_empty() => {
+            eprint!(
+                "brume devices: unexpected argument {:?}\n{}",
+                rest[0], USAGE
+            );
+            return ExitCode::from(2);
+        }
         "devices" => {
             println!(
                 "{}",
@@ -64,6 +109,9 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         _ => {
+            if !role.is_empty() {
+                eprintln!("brume: unknown command {role:?}");
+            }
             eprint!("{USAGE}");
             return ExitCode::from(2);
         }

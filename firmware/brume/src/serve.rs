@@ -6,8 +6,10 @@
 use crate::angel::{self, Backoff, Verdict};
 use crate::config::Config;
 use crate::env::{self, Env};
+use std::io::Write;
+use std::os::fd::AsRawFd;
 use std::os::unix::process::ExitStatusExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
@@ -27,27 +29,110 @@ struct Guarded {
 /// history of deaths.
 const LISTENER_MAX_DELAY: Duration = Duration::from_millis(500);
 
-pub fn main(args: &[String]) -> Result<(), String> {
+pub const USAGE: &str = "\
+usage: brume serve [--config PATH] [--listen ADDR:PORT] [--rtmp ADDR:PORT|off]
+    Run the appliance: the root angel starts the controller and the listener and
+    restarts them when they die.
+
+    --config PATH       the configuration file (default: brume.json); created with a
+                        demo stream if missing
+    --listen ADDR:PORT  HTTP: API, web UI and media (default: 0.0.0.0:8080)
+    --rtmp ADDR:PORT    RTMP ingest (default: 0.0.0.0:1935); off: none
+    -h, --help          this text
+
+    One brume serve per run directory (BRUME_RUN_DIR, default: run/ next to the
+    configuration file): a second one exits with an error. SIGTERM or SIGINT stops
+    everything; SIGHUP is ignored.
+
+environment:
+    BRUME_ADMIN_PASSWORD  the admin password on first run (read once, never passed on)
+    BRUME_RUN_DIR         sockets, pid records and the lock of this appliance
+    BRUME_LOG             error, warn, info (default), debug or trace
+";
+
+/// `brume serve`'s command line.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Options {
+    pub config: PathBuf,
+    pub listen: String,
+    pub rtmp: String,
+}
+
+impl Options {
+    /// Parses the options; anything unknown is an error naming it.
+    pub fn parse(args: &[String]) -> Result<Options, String> {
+        let mut o = Options {
+            config: PathBuf::from("brume.json"),
+            listen: "0.0.0.0:8080".into(),
+            rtmp: "0.0.0.0:1935".into(),
+        };
+        let mut it = args.iter();
+        while let Some(arg) = it.next() {
+            let (name, inline) = match arg.split_once('=') {
+                Some((n, v)) if n.starts_with("--") => (n, Some(v)),
+                _ => (arg.as_str(), None),
+            };
+            if !matches!(name, "--config" | "--listen" | "--rtmp") {
+                return Err(if arg.starts_with('-') {
+                    format!("unknown option {arg:?}")
+                } else {
+                    format!("unexpected argument {arg:?}")
+                });
+            }
+            let value = match inline {
+                Some(v) => v,
+                None => it
+                    .next()
+                    .map(String::as_str)
+                    .ok_or_else(|| format!("{name} needs a value"))?,
+            };
+            if value.is_empty() {
+                return Err(format!("{name} needs a value"));
+            }
+            match name {
+                "--config" => o.config = PathBuf::from(value),
+                "--listen" => o.listen = value.to_string(),
+                _ => o.rtmp = value.to_string(),
+            }
+        }
+        Ok(o)
+    }
+}
+
+pub fn main(options: Options) -> Result<(), String> {
     crate::logging::init("serve");
+    // Taken with sigtimedwait from here on: a SIGHUP or SIGTERM during start-up waits
+    // for the loop instead of killing a half-started root angel.
+    let signals = block_signals();
     // Before any child is started: they must not inherit systemd's variables.
     let systemd = Notify::from_env();
-    let config_path = PathBuf::from(crate::flag(args, "--config").unwrap_or("brume.json"));
-    let listen = crate::flag(args, "--listen")
-        .unwrap_or("0.0.0.0:8080")
-        .to_string();
-    let rtmp = crate::flag(args, "--rtmp")
-        .unwrap_or("0.0.0.0:1935")
-        .to_string();
+    let Options {
+        config: config_path,
+        listen,
+        rtmp,
+    } = options;
     let config_path = std::path::absolute(&config_path).map_err(|e| e.to_string())?;
-
-    let mut config = Config::load_or_create(&config_path).map_err(|e| e.to_string())?;
-    let has_password = crate::controller::auth::ensure_admin(&mut config)?;
-    config.save(&config_path).map_err(|e| e.to_string())?;
 
     let run_dir = std::env::var_os(env::RUN_DIR)
         .map(PathBuf::from)
         .unwrap_or_else(|| env::default_run_dir(&config_path));
-    std::fs::create_dir_all(&run_dir).map_err(|e| format!("{}: {e}", run_dir.display()))?;
+    let run_dir = std::path::absolute(&run_dir).map_err(|e| e.to_string())?;
+    create_private_dir(&run_dir)?;
+    // One root angel per run directory, held until this process ends (the file is
+    // close-on-exec: no child keeps it).
+    let _lock = lock_run_dir(&run_dir)?;
+    // A root angel killed outright (SIGKILL) leaves its controller and listener
+    // running: stop them before starting ours.
+    stop_previous_tree(&run_dir);
+    check_ports(&listen, &rtmp)?;
+
+    let mut config = Config::load_or_create(&config_path).map_err(|e| e.to_string())?;
+    // The password is consumed here and removed from the environment before any
+    // child exists, whether or not it was needed.
+    let password = env::take_secret(crate::controller::auth::PASSWORD_ENV);
+    let has_password = crate::controller::auth::ensure_admin(&mut config, password)?;
+    config.save(&config_path).map_err(|e| e.to_string())?;
+
     std::env::set_var(env::CONFIG, &config_path);
     std::env::set_var(env::RUN_DIR, &run_dir);
     std::env::set_var(env::RTMP_LISTEN, &rtmp);
@@ -62,7 +147,6 @@ pub fn main(args: &[String]) -> Result<(), String> {
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
     // Descriptors the launcher left open go no further than this process.
     close_on_exec_all();
-    let signals = block_signals();
 
     let host = listen.replace("0.0.0.0", "localhost");
     println!("Brume is running. Open http://{host}/ (API: http://{host}/api/v1/)");
@@ -88,7 +172,7 @@ pub fn main(args: &[String]) -> Result<(), String> {
         ),
     ];
     for p in &mut procs {
-        p.start(&exe);
+        p.start(&exe, &run_dir);
     }
 
     systemd.send("READY=1\nSTATUS=running");
@@ -144,7 +228,7 @@ pub fn main(args: &[String]) -> Result<(), String> {
             for p in &mut procs {
                 if p.restart_at.is_some_and(|t| t <= now) {
                     p.restart_at = None;
-                    p.start(&exe);
+                    p.start(&exe, &run_dir);
                 }
             }
         }
@@ -157,6 +241,12 @@ pub fn main(args: &[String]) -> Result<(), String> {
             .map(|t| t.saturating_duration_since(now))
             .unwrap_or(Duration::from_secs(5));
         match wait_signal(&signals, next) {
+            Some(libc::SIGHUP) => {
+                // There is nothing to reload (the controller applies configuration
+                // changes as they are made) and a hang-up of the terminal must not
+                // end the root angel and orphan its tree.
+                tracing::info!("SIGHUP ignored");
+            }
             Some(libc::SIGTERM) | Some(libc::SIGINT) if !stopping => {
                 tracing::info!("stopping");
                 systemd.send("STOPPING=1");
@@ -179,6 +269,9 @@ pub fn main(args: &[String]) -> Result<(), String> {
         let _ = std::fs::remove_file(&p);
     }
     let _ = std::fs::remove_file(env.controller_socket());
+    for p in &procs {
+        let _ = std::fs::remove_file(pid_record(&run_dir, p.name));
+    }
     tracing::info!(reclaimed = removed.len(), "stopped");
     Ok(())
 }
@@ -200,13 +293,14 @@ impl Guarded {
         }
     }
 
-    fn start(&mut self, exe: &std::path::Path) {
+    fn start(&mut self, exe: &Path, run_dir: &Path) {
         let mut cmd = Command::new(exe);
         cmd.args(&self.args);
         unblock_in_child(&mut cmd);
         match cmd.spawn() {
             Ok(c) => {
                 tracing::info!(process = self.name, pid = c.id(), "started");
+                write_pid_record(run_dir, self.name, c.id() as i32);
                 self.child = Some(c);
                 self.started = Instant::now();
             }
@@ -216,6 +310,142 @@ impl Guarded {
             }
         }
     }
+}
+
+/// Creates the run directory (owner only: it holds the controller's socket) if it is
+/// missing.
+fn create_private_dir(dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))
+}
+
+/// Takes the run directory's lock (`flock` on `serve.lock`, which then holds our pid)
+/// or explains who holds it. The lock ends with this process, however it ends.
+fn lock_run_dir(run_dir: &Path) -> Result<std::fs::File, String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = run_dir.join("serve.lock");
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    // SAFETY: flock on a descriptor this function owns.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EWOULDBLOCK) {
+            return Err(format!("locking {}: {e}", path.display()));
+        }
+        let holder = std::fs::read_to_string(&path).unwrap_or_default();
+        let holder = match holder.trim() {
+            "" => String::new(),
+            pid => format!(" (pid {pid})"),
+        };
+        return Err(format!(
+            "another brume serve{holder} is running on {}: stop it first, or give this \
+             one another configuration directory or BRUME_RUN_DIR",
+            run_dir.display()
+        ));
+    }
+    let mine = format!("{}\n", std::process::id());
+    f.set_len(0)
+        .and_then(|()| f.write_all(mine.as_bytes()))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(f)
+}
+
+/// `run/<role>.pid`: the pid and start time of the controller or listener this root
+/// angel started last, so the next root angel can stop them if this one is killed
+/// outright.
+fn pid_record(run_dir: &Path, role: &str) -> PathBuf {
+    run_dir.join(format!("{role}.pid"))
+}
+
+fn write_pid_record(run_dir: &Path, role: &str, pid: i32) {
+    let Some(start) = start_time(pid) else {
+        return;
+    };
+    let path = pid_record(run_dir, role);
+    let tmp = run_dir.join(format!(".{role}.pid.tmp"));
+    let write = std::fs::write(&tmp, format!("{pid} {start}\n"))
+        .and_then(|()| std::fs::rename(&tmp, &path));
+    if let Err(e) = write {
+        tracing::warn!(path = %path.display(), error = %e, "cannot write the pid record");
+    }
+}
+
+/// A process's start time (clock ticks after boot), its identity next to its pid; None
+/// if it does not exist or is a zombie.
+fn start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 1..]
+        .split_ascii_whitespace()
+        .collect();
+    // After "(comm)": state is field 3 and starttime field 22 (1-based).
+    if *fields.first()? == "Z" {
+        return None;
+    }
+    fields.get(19)?.parse().ok()
+}
+
+/// Stops the controller and listener of a previous root angel of this run directory
+/// that were left running (found by their pid records: same pid and start time):
+/// SIGTERM, so the controller stops its inputs and the listener its workers, then
+/// SIGKILL after 10 s. Called with the run directory's lock held, so that root angel
+/// is gone.
+fn stop_previous_tree(run_dir: &Path) {
+    let mut left: Vec<(&str, i32, u64)> = Vec::new();
+    for role in ["controller", "listen"] {
+        let path = pid_record(run_dir, role);
+        let record = std::fs::read_to_string(&path).unwrap_or_default();
+        let mut it = record.split_ascii_whitespace().map(str::parse::<u64>);
+        if let (Some(Ok(pid)), Some(Ok(start))) = (it.next(), it.next()) {
+            let pid = pid as i32;
+            if pid > 1 && start_time(pid) == Some(start) {
+                left.push((role, pid, start));
+            }
+        }
+        let _ = std::fs::remove_file(&path);
+    }
+    if left.is_empty() {
+        return;
+    }
+    let alive = |(_, pid, start): &(&str, i32, u64)| start_time(*pid) == Some(*start);
+    for (sig, wait) in [(libc::SIGTERM, 10_000u64), (libc::SIGKILL, 2_000)] {
+        for (role, pid, _) in left.iter().filter(|p| alive(p)) {
+            tracing::warn!(
+                process = *role,
+                pid = *pid,
+                "stopping the process of a previous brume serve that was killed"
+            );
+            // SAFETY: kill takes no pointers.
+            unsafe { libc::kill(*pid, sig) };
+        }
+        let deadline = Instant::now() + Duration::from_millis(wait);
+        while left.iter().any(alive) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Binds the listening addresses once, so a busy port is an error now, naming the
+/// address, instead of a listener that crashes in a loop.
+fn check_ports(listen: &str, rtmp: &str) -> Result<(), String> {
+    let bind = |what: &str, addr: &str| {
+        std::net::TcpListener::bind(addr)
+            .map_err(|e| format!("cannot listen for {what} on {addr}: {e}"))
+    };
+    let _http = bind("HTTP", listen)?;
+    if rtmp != "off" {
+        let _rtmp = bind("RTMP", rtmp)?;
+    }
+    Ok(())
 }
 
 /// Sends `sig` to every process below this one (read from /proc).
@@ -258,7 +488,7 @@ fn no_children() -> bool {
     r == -1 // ECHILD: none left (0 would mean some still run)
 }
 
-/// Blocks SIGCHLD, SIGTERM and SIGINT so they are taken with `sigtimedwait`, not by
+/// Blocks SIGCHLD, SIGTERM, SIGINT and SIGHUP so they are taken with `sigtimedwait`, not by
 /// handlers: no polling and no async-signal-safety concerns.
 fn block_signals() -> libc::sigset_t {
     // SAFETY: sigset manipulation on a local, zero-initialised set.
@@ -268,6 +498,7 @@ fn block_signals() -> libc::sigset_t {
         libc::sigaddset(&mut set, libc::SIGCHLD);
         libc::sigaddset(&mut set, libc::SIGTERM);
         libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGHUP);
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
         set
     }
@@ -377,6 +608,45 @@ impl Notify {
     fn send(&self, msg: &str) {
         if let Some((sock, addr)) = &self.socket {
             let _ = sock.send_to_addr(msg.as_bytes(), addr);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn options_are_parsed_strictly() {
+        let o = Options::parse(&args(&[
+            "--config",
+            "/x/b.json",
+            "--listen=127.0.0.1:1",
+            "--rtmp",
+            "off",
+        ]))
+        .unwrap();
+        assert_eq!(o.config, PathBuf::from("/x/b.json"));
+        assert_eq!(o.listen, "127.0.0.1:1");
+        assert_eq!(o.rtmp, "off");
+        let d = Options::parse(&[]).unwrap();
+        assert_eq!(
+            (d.listen.as_str(), d.rtmp.as_str()),
+            ("0.0.0.0:8080", "0.0.0.0:1935")
+        );
+        for (bad, named) in [
+            (&["--bogus"][..], "--bogus"),
+            (&["--listen"][..], "--listen"),
+            (&["--config", ""][..], "--config"),
+            (&["stray"][..], "stray"),
+            (&["--listen=1", "-v"][..], "-v"),
+        ] {
+            let e = Options::parse(&args(bad)).unwrap_err();
+            assert!(e.contains(named), "{bad:?}: {e}");
         }
     }
 }

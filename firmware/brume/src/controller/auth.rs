@@ -1,5 +1,10 @@
 //! Admin authentication: an argon2id password hash in the configuration, session
-//! tokens (cookie or bearer) held in memory, and a per-address login rate limit.
+//! tokens (cookie or bearer), and a per-address login rate limit.
+//!
+//! Sessions survive a restart of the controller: the table is kept in a file next to
+//! the configuration (`brume.sessions.json`, mode 0600, written atomically on every
+//! login and logout) that holds each token's digest and expiry, never the token.
+//! Expiry is wall-clock time (7 days after the login); a logout removes the entry.
 //!
 //! argon2id parameters: 7 MiB, 5 passes, 1 lane (one of OWASP's recommended
 //! equivalent settings): memory-hard, yet small enough for a 512 MiB board and for the
@@ -9,16 +14,20 @@ use crate::config::Config;
 use argon2::password_hash::rand_core::{OsRng, RngCore};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub const PASSWORD_ENV: &str = "BRUME_ADMIN_PASSWORD";
 /// Failed logins allowed per address per window.
 const MAX_FAILURES: usize = 5;
 const FAILURE_WINDOW: Duration = Duration::from_secs(60);
 const SESSION_LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Open sessions kept; a new login beyond this ends the one closest to expiry.
+const MAX_SESSIONS: usize = 64;
 
 fn argon2() -> Argon2<'static> {
     let params = Params::new(7 * 1024, 5, 1, None).expect("constant argon2 parameters are valid");
@@ -42,15 +51,16 @@ pub fn verify_password(hash: &str, password: &str) -> bool {
 /// Shortest admin password accepted on first run.
 pub const MIN_PASSWORD_LEN: usize = 8;
 
-/// First run: sets the admin password from `BRUME_ADMIN_PASSWORD` if it is set.
-/// Returns whether an admin password exists afterwards; without one, the first visit
-/// to the web UI sets it (`POST /api/v1/setup`).
-pub fn ensure_admin(config: &mut Config) -> Result<bool, String> {
+/// First run: sets the admin password from `password` (`BRUME_ADMIN_PASSWORD`, which
+/// the root angel takes out of the environment) if there is none yet. Returns whether
+/// an admin password exists afterwards; without one, the first visit to the web UI
+/// sets it (`POST /api/v1/setup`).
+pub fn ensure_admin(config: &mut Config, password: Option<String>) -> Result<bool, String> {
     if config.admin.password_hash.is_some() {
         return Ok(true);
     }
-    match std::env::var(PASSWORD_ENV) {
-        Ok(p) if !p.is_empty() => {
+    match password {
+        Some(p) if !p.is_empty() => {
             config.admin.password_hash = Some(hash_password(&p)?);
             Ok(true)
         }
@@ -92,15 +102,109 @@ pub enum LoginError {
 
 pub struct Auth {
     hash: Mutex<Option<String>>,
-    sessions: Mutex<HashMap<String, Instant>>,
+    sessions: Mutex<Sessions>,
     failures: Mutex<HashMap<IpAddr, Vec<Instant>>>,
 }
 
+/// The open sessions: token digest → expiry (seconds since the epoch), and the file
+/// they are kept in (None: memory only).
+struct Sessions {
+    file: Option<PathBuf>,
+    open: HashMap<String, u64>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SessionFile {
+    sessions: Vec<SessionEntry>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SessionEntry {
+    /// Hex digest of the token (see `digest`).
+    digest: String,
+    /// Seconds since the epoch.
+    expires: u64,
+}
+
+fn now_s() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// A token's digest, what the session table keeps. Tokens are 32 random characters
+/// (~186 bits), so one cheap pass of a one-way function suffices: argon2id at its
+/// smallest cost (8 KiB, 1 pass), the hash this binary already has.
+fn digest(token: &str) -> String {
+    let params = Params::new(8, 1, 1, Some(32)).expect("constant argon2 parameters are valid");
+    let mut out = [0u8; 32];
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+        .hash_password_into(token.as_bytes(), b"brume-session-token", &mut out)
+        .expect("a 32-byte digest of a short token");
+    out.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Sessions {
+    /// Reads the table (expired entries dropped); a missing or unreadable file is an
+    /// empty table.
+    fn load(file: Option<PathBuf>) -> Sessions {
+        let mut open = HashMap::new();
+        if let Some(path) = &file {
+            match std::fs::read(path) {
+                Ok(bytes) => match serde_json::from_slice::<SessionFile>(&bytes) {
+                    Ok(f) => {
+                        let now = now_s();
+                        open.extend(
+                            f.sessions
+                                .into_iter()
+                                .filter(|e| e.expires > now)
+                                .map(|e| (e.digest, e.expires)),
+                        );
+                    }
+                    Err(e) => {
+                        tracing::warn!(path = %path.display(), error = %e, "unreadable session table: starting without sessions")
+                    }
+                },
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "cannot read the session table: starting without sessions")
+                }
+            }
+        }
+        Sessions { file, open }
+    }
+
+    fn save(&self) {
+        let Some(path) = &self.file else {
+            return;
+        };
+        let mut sessions: Vec<SessionEntry> = self
+            .open
+            .iter()
+            .map(|(d, e)| SessionEntry {
+                digest: d.clone(),
+                expires: *e,
+            })
+            .collect();
+        sessions.sort_by(|a, b| a.expires.cmp(&b.expires).then(a.digest.cmp(&b.digest)));
+        let json = serde_json::to_vec(&SessionFile { sessions }).expect("sessions serialise");
+        if let Err(e) = crate::config::write_private(path, &json) {
+            tracing::error!(path = %path.display(), error = %e, "cannot save the session table");
+        }
+    }
+
+    fn prune(&mut self, now: u64) {
+        self.open.retain(|_, expires| *expires > now);
+    }
+}
+
 impl Auth {
-    pub fn new(hash: Option<String>) -> Auth {
+    /// `sessions_file`: where sessions are kept across restarts (None: memory only).
+    pub fn new(hash: Option<String>, sessions_file: Option<PathBuf>) -> Auth {
         Auth {
             hash: Mutex::new(hash),
-            sessions: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(Sessions::load(sessions_file)),
             failures: Mutex::new(HashMap::new()),
         }
     }
@@ -151,22 +255,43 @@ impl Auth {
 
     fn new_session(&self) -> String {
         let token = random_text(32);
+        let now = now_s();
         let mut s = self.sessions.lock().expect("sessions lock");
-        s.retain(|_, t| t.elapsed() < SESSION_LIFETIME);
-        s.insert(token.clone(), Instant::now());
+        s.prune(now);
+        while s.open.len() >= MAX_SESSIONS {
+            let Some(oldest) = s
+                .open
+                .iter()
+                .min_by_key(|(_, e)| **e)
+                .map(|(d, _)| d.clone())
+            else {
+                break;
+            };
+            s.open.remove(&oldest);
+        }
+        s.open
+            .insert(digest(&token), now + SESSION_LIFETIME.as_secs());
+        s.save();
         token
     }
 
     pub fn check(&self, token: &str) -> bool {
+        let d = digest(token);
         self.sessions
             .lock()
             .expect("sessions lock")
-            .get(token)
-            .is_some_and(|t| t.elapsed() < SESSION_LIFETIME)
+            .open
+            .get(&d)
+            .is_some_and(|expires| *expires > now_s())
     }
 
     pub fn logout(&self, token: &str) {
-        self.sessions.lock().expect("sessions lock").remove(token);
+        let d = digest(token);
+        let mut s = self.sessions.lock().expect("sessions lock");
+        if s.open.remove(&d).is_some() {
+            s.prune(now_s());
+            s.save();
+        }
     }
 }
 
@@ -185,7 +310,7 @@ mod tests {
 
     #[test]
     fn login_is_rate_limited_per_address() {
-        let auth = Auth::new(Some(hash_password("pw").unwrap()));
+        let auth = Auth::new(Some(hash_password("pw").unwrap()), None);
         let a: IpAddr = "10.0.0.1".parse().unwrap();
         let b: IpAddr = "10.0.0.2".parse().unwrap();
         for _ in 0..MAX_FAILURES {
@@ -200,7 +325,7 @@ mod tests {
 
     #[test]
     fn first_password_is_set_once() {
-        let auth = Auth::new(None);
+        let auth = Auth::new(None, None);
         let a: IpAddr = "10.0.0.1".parse().unwrap();
         assert!(!auth.has_password());
         assert_eq!(auth.login(a, "anything"), Err(LoginError::NoPassword));
@@ -226,14 +351,55 @@ mod tests {
     #[test]
     fn ensure_admin_leaves_the_password_to_the_first_visit() {
         let mut c = Config::default();
-        let had = c.admin.password_hash.clone();
-        // Whether the variable is set depends on the caller's environment; either way
-        // nothing is generated behind the user's back.
-        let set = ensure_admin(&mut c).unwrap();
-        assert_eq!(set, c.admin.password_hash.is_some());
-        if std::env::var(PASSWORD_ENV).map_or(true, |p| p.is_empty()) {
-            assert_eq!(c.admin.password_hash, had);
-            assert!(!set);
-        }
+        assert!(!ensure_admin(&mut c, None).unwrap());
+        assert!(!ensure_admin(&mut c, Some(String::new())).unwrap());
+        assert_eq!(c.admin.password_hash, None);
+        assert!(ensure_admin(&mut c, Some("from-the-env".into())).unwrap());
+        let h = c.admin.password_hash.clone().expect("a hash");
+        assert!(verify_password(&h, "from-the-env"));
+        // An existing password is kept.
+        assert!(ensure_admin(&mut c, Some("another".into())).unwrap());
+        assert_eq!(c.admin.password_hash, Some(h));
+    }
+
+    #[test]
+    fn sessions_survive_a_restart_until_logout_or_expiry() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("brume-auth-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let file = dir.join("brume.sessions.json");
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let hash = hash_password("pw-pw-pw").unwrap();
+
+        let first = Auth::new(Some(hash.clone()), Some(file.clone()));
+        let kept = first.login(a, "pw-pw-pw").unwrap();
+        let ended = first.login(a, "pw-pw-pw").unwrap();
+        first.logout(&ended);
+        let on_disk = std::fs::read_to_string(&file).unwrap();
+        assert!(
+            !on_disk.contains(&kept),
+            "the table holds digests, not tokens"
+        );
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        drop(first);
+
+        // A new controller: the open session works, the ended one does not.
+        let second = Auth::new(Some(hash.clone()), Some(file.clone()));
+        assert!(second.check(&kept));
+        assert!(!second.check(&ended));
+        assert!(!second.check("not-a-token"));
+
+        // An entry past its expiry is not a session.
+        let expired = SessionFile {
+            sessions: vec![SessionEntry {
+                digest: digest(&kept),
+                expires: now_s() - 1,
+            }],
+        };
+        std::fs::write(&file, serde_json::to_vec(&expired).unwrap()).unwrap();
+        let third = Auth::new(Some(hash), Some(file.clone()));
+        assert!(!third.check(&kept));
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

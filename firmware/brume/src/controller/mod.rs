@@ -122,7 +122,10 @@ pub fn main(_args: &[String]) -> Result<(), String> {
         .build()
         .map_err(|e| e.to_string())?;
     let state: Shared = Arc::new(State {
-        auth: auth::Auth::new(config.admin.password_hash.clone()),
+        auth: auth::Auth::new(
+            config.admin.password_hash.clone(),
+            Some(crate::env::sessions_file(&env.config)),
+        ),
         env,
         started: Instant::now(),
         config: Mutex::new(config),
