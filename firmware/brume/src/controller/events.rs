@@ -274,7 +274,7 @@ async fn run(
     });
     let ms = started.elapsed().as_millis() as u64;
     if out.result != "ok" {
-        tracing::warn!(trigger = index, event = %event["event"], handler = trigger.handler.kind(), result = out.result, detail = %out.detail, "trigger handler failed");
+        tracing::warn!(trigger = index, event = %event["event"], handler = trigger.handler.kind(), result = out.result, detail = ?out.detail, "trigger handler failed");
     }
     state.events.record_run(json!({
         "time": rfc3339(SystemTime::now()),

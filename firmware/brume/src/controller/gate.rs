@@ -93,7 +93,7 @@ async fn decide(state: &Shared, req: Value) -> (Decision, String) {
     let (d, reason) =
         super::events::decide(state, crate::config::BLOCKING_EVENT, Some(&stream), fields).await;
     if d == Decision::Deny {
-        tracing::info!(stream = %stream, ip = %ip, reason = %reason, "viewer denied");
+        tracing::info!(stream = ?stream, ip = ?ip, reason = ?reason, "viewer denied");
     }
     state
         .gate

@@ -107,7 +107,7 @@ impl Publish<'_> {
                             self.handle(more)?;
                         }
                         Err(reason) => {
-                            tracing::warn!(stream = %name, app = %app, peer = %self.peer, reason = %reason, "publisher rejected");
+                            tracing::warn!(stream = ?name, app = ?app, peer = %self.peer, reason = %reason, "publisher rejected");
                             let bytes = self.session.reject(&reason).map_err(|e| e.to_string())?;
                             let _ = self.sock.write_all(&bytes);
                             return Err(format!("rejected: {reason}"));
