@@ -12,6 +12,7 @@ mod camera;
 mod crashes;
 mod hostile;
 mod isolation;
+mod lifecycle;
 mod outputs;
 mod publishers;
 mod push;
