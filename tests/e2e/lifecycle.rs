@@ -636,3 +636,77 @@ fn root_killed_alone_then_a_new_root_stops_the_old_tree() {
         std::panic::resume_unwind(e);
     }
 }
+
+/// An AMF0 command message (type 20) on chunk stream 3, in one chunk (under the
+/// default chunk size of 128 bytes).
+fn rtmp_command(values: &[Vec<u8>]) -> Vec<u8> {
+    let body: Vec<u8> = values.concat();
+    assert!(body.len() <= 128, "one chunk only");
+    let mut m = vec![0x03, 0, 0, 0];
+    m.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
+    m.push(20);
+    m.extend_from_slice(&0u32.to_le_bytes());
+    m.extend_from_slice(&body);
+    m
+}
+
+fn amf_string(s: &str) -> Vec<u8> {
+    let mut v = vec![0x02];
+    v.extend_from_slice(&(s.len() as u16).to_be_bytes());
+    v.extend_from_slice(s.as_bytes());
+    v
+}
+
+fn amf_number(n: f64) -> Vec<u8> {
+    let mut v = vec![0x00];
+    v.extend_from_slice(&n.to_be_bytes());
+    v
+}
+
+#[test]
+fn rtmp_stream_name_cannot_forge_a_log_line() {
+    use std::io::{Read, Write};
+    let server = Server::start(Some(SMALL_DEMO));
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", server.rtmp_port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut c0c1 = vec![3u8];
+    c0c1.extend(std::iter::repeat_n(0x5a, 1536));
+    s.write_all(&c0c1).expect("send C0+C1");
+    let mut s0s1s2 = vec![0u8; 1 + 2 * 1536];
+    s.read_exact(&mut s0s1s2).expect("S0+S1+S2");
+    s.write_all(&s0s1s2[1..1537]).expect("send C2");
+    let mut app = vec![0x03];
+    app.extend_from_slice(&3u16.to_be_bytes());
+    app.extend_from_slice(b"app");
+    app.extend(amf_string("live"));
+    app.extend_from_slice(&[0, 0, 9]);
+    s.write_all(&rtmp_command(&[
+        amf_string("connect"),
+        amf_number(1.0),
+        app,
+    ]))
+    .expect("send connect");
+    let forged = "nope\n12:00:00.000 serve[1]:  INFO FORGED line";
+    s.write_all(&rtmp_command(&[
+        amf_string("publish"),
+        amf_number(0.0),
+        vec![0x05],
+        amf_string(forged),
+        amf_string("live"),
+    ]))
+    .expect("send publish");
+    let _ = http::read_until_close(&mut s, Duration::from_secs(10));
+    let log = wait_until(Duration::from_secs(10), "the rejection in the log", || {
+        let log = server.log();
+        log.contains("publisher rejected").then_some(log)
+    });
+    assert!(
+        !log.lines().any(|l| l.starts_with("12:00:00.000 serve[1]")),
+        "a publisher's stream name forged a log line:\n{log}"
+    );
+    assert!(
+        log.contains(r"nope\n12:00:00.000"),
+        "the name is not in the log, escaped:\n{log}"
+    );
+}
