@@ -354,3 +354,50 @@ fn a_stalled_synthetic_camera_drops_frames_and_keeps_clock_time() {
         "the file lasts {d:.2} s; the recording ran {elapsed:.2} s (a stall must not shorten it)"
     );
 }
+
+/// A recording started through the API stays wanted: a power cut (the whole tree
+/// killed at once) or a restart resumes it in a new file, and the status says it was
+/// resumed. Stopping it through the API is what ends it for good.
+#[test]
+fn an_api_recording_resumes_after_a_power_cut_and_a_restart() {
+    let server = Server::start(Some(SMALL_DEMO));
+    server.login();
+    server.wait_live("demo", Duration::from_secs(20));
+    let (st, v) = server.post("/api/v1/streams/demo/recording", "");
+    assert_eq!(st, 200, "start recording: {v}");
+    let first = wait_file(&server, None);
+    std::thread::sleep(Duration::from_secs(3)); // a few fragments on disk
+
+    // Power cut: every process killed at once.
+    let server = server.kill_tree().restart();
+    server.login();
+    let second = wait_file(&server, Some(&first));
+    let r = recording_of(&server);
+    assert_eq!(r["active"], true, "{r}");
+    assert_eq!(r["resumed"], true, "{r}");
+    std::thread::sleep(Duration::from_secs(3));
+
+    // A clean restart (SIGTERM) resumes it too.
+    let mut server = server;
+    server.terminate(Duration::from_secs(20));
+    let server = server.kill_tree().restart();
+    server.login();
+    let third = wait_file(&server, Some(&second));
+    assert_ne!(third, first);
+    std::thread::sleep(Duration::from_secs(3));
+
+    // Stopped through the API: a restart leaves it stopped.
+    let (st, v) = server.delete("/api/v1/streams/demo/recording");
+    assert_eq!(st, 200, "stop recording: {v}");
+    let server = server.kill_tree().restart();
+    server.login();
+    server.wait_live("demo", Duration::from_secs(20));
+    std::thread::sleep(Duration::from_secs(2));
+    let r = recording_of(&server);
+    assert_eq!(r["active"], false, "a stopped recording came back: {r}");
+    // Every file of the recording plays.
+    for f in [&first, &second, &third] {
+        let p = server.dir.join("recordings").join(f);
+        assert_decodes_clean(p.to_str().expect("utf-8"), None);
+    }
+}

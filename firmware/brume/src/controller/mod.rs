@@ -91,6 +91,8 @@ pub struct State {
     pub inputs: Mutex<BTreeMap<String, InputState>>,
     /// The recordings by stream (active or stopped on an error).
     pub recordings: Mutex<BTreeMap<String, recording::RecState>>,
+    /// Held while the wanted recordings' file is read and rewritten.
+    pub recordings_file: Mutex<()>,
     /// Payload bytes per second of each stream, sampled once a second.
     pub rates: Mutex<std::collections::HashMap<String, f64>>,
     /// Recent events, handler runs and the triggers' queues.
@@ -131,6 +133,7 @@ pub fn main(_args: &[String]) -> Result<(), String> {
         config: Mutex::new(config),
         inputs: Mutex::new(BTreeMap::new()),
         recordings: Mutex::new(BTreeMap::new()),
+        recordings_file: Mutex::new(()),
         rates: Mutex::new(std::collections::HashMap::new()),
         events: events::Hub::default(),
         gate: gate::Gate::default(),
@@ -169,6 +172,7 @@ async fn run(state: Shared, sock: std::os::unix::net::UnixDatagram) -> Result<()
     tokio::spawn(gate::serve(state.clone()));
     supervisor::start_configured(&state);
     recording::start_configured(&state);
+    recording::resume_wanted(&state);
     push::apply(&state).await;
     tokio::spawn(supervisor::housekeeping(state.clone()));
     tokio::spawn(recording::storage(state.clone()));

@@ -1,6 +1,12 @@
 //! Recordings: the recorders' angel (one `brume record <stream>` per active recording,
 //! restarted with back-off like an input) and the recordings directory (list, read,
 //! delete) behind the API.
+//!
+//! A recording that was started (through the API, a trigger or a GPIO button) stays
+//! wanted until it is stopped the same way or fails: the set of wanted recordings is
+//! kept next to the configuration (`brume.recordings.json`, written atomically), so a
+//! restart, a controller crash or a power cut resumes each in a new file, with
+//! `"resumed": true` in its status.
 
 use super::{supervisor, AngelTask, Shared};
 use crate::angel::{self, Backoff, Verdict};
@@ -23,6 +29,8 @@ pub struct RecState {
     pub error: Option<String>,
     pub pid: Option<u32>,
     pub restarts: u64,
+    /// Started again by the controller after a restart (it was wanted before).
+    pub resumed: bool,
     /// The first file of this recording (for `recording.started`).
     first_file: Option<String>,
     angel: Option<AngelTask>,
@@ -41,6 +49,7 @@ impl RecState {
             "error": self.error,
             "pid": self.pid,
             "restarts": self.restarts,
+            "resumed": self.resumed,
         })
     }
 }
@@ -94,8 +103,79 @@ fn update(state: &Shared, stream: &str, f: impl FnOnce(&mut RecState)) {
     }
 }
 
+/// The file that lists the wanted recordings: next to the configuration, named after
+/// it (`brume.json` → `brume.recordings.json`).
+fn wanted_file(state: &Shared) -> PathBuf {
+    let config = &state.env.config;
+    let stem = config
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "brume".into());
+    config.with_file_name(format!("{stem}.recordings.json"))
+}
+
+fn wanted(state: &Shared) -> Vec<String> {
+    std::fs::read(wanted_file(state))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        .and_then(|v| {
+            v["wanted"].as_array().map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(str::to_string))
+                    .collect()
+            })
+        })
+        .unwrap_or_default()
+}
+
+/// Marks `stream`'s recording wanted (or not) on disk, so a restart resumes it.
+fn set_wanted(state: &Shared, stream: &str, on: bool) {
+    let _guard = state.recordings_file.lock().expect("recordings file lock");
+    let mut list = wanted(state);
+    if on == list.iter().any(|s| s == stream) {
+        return;
+    }
+    if on {
+        list.push(stream.to_string());
+    } else {
+        list.retain(|s| s != stream);
+    }
+    let bytes = serde_json::to_vec_pretty(&json!({ "wanted": list })).expect("JSON");
+    if let Err(e) = crate::config::write_private(&wanted_file(state), &bytes) {
+        tracing::warn!(error = %e, "cannot save the wanted recordings: a restart would not resume them");
+    }
+}
+
+/// Resumes the recordings that were wanted when the controller last ran (a restart,
+/// a crash, a power cut), each in a new file. Streams that no longer exist are
+/// forgotten.
+pub fn resume_wanted(state: &Shared) {
+    let streams: Vec<String> = {
+        let config = state.config.lock().expect("config lock");
+        wanted(state)
+            .into_iter()
+            .filter(|s| config.streams.contains_key(s))
+            .collect()
+    };
+    for s in wanted(state) {
+        if !streams.contains(&s) {
+            set_wanted(state, &s, false);
+        }
+    }
+    for s in streams {
+        if is_active(state, &s) {
+            continue;
+        }
+        tracing::info!(stream = %s, "resuming the recording that was running before the restart");
+        start(state, &s);
+        update(state, &s, |e| e.resumed = true);
+    }
+}
+
 /// Starts recording `stream` (and its input, if it runs on demand) unless it records.
+/// The recording stays wanted, across restarts, until [`stop`] or a failure.
 pub fn start(state: &Shared, stream: &str) {
+    set_wanted(state, stream, true);
     supervisor::demand(state, stream);
     let mut recs = state.recordings.lock().expect("recordings lock");
     let e = recs.entry(stream.to_string()).or_default();
@@ -112,8 +192,15 @@ pub fn start(state: &Shared, stream: &str) {
     tracing::info!(stream = %stream, "recording started");
 }
 
-/// Stops recording `stream` and waits for the recorder to finish its file.
+/// Stops recording `stream` and waits for the recorder to finish its file; it is no
+/// longer wanted.
 pub async fn stop(state: &Shared, stream: &str) {
+    set_wanted(state, stream, false);
+    halt(state, stream).await;
+}
+
+/// Stops the recorder and waits for it; the recording stays wanted (shutdown).
+async fn halt(state: &Shared, stream: &str) {
     let task = {
         let mut recs = state.recordings.lock().expect("recordings lock");
         let Some(e) = recs.get_mut(stream) else {
@@ -187,12 +274,14 @@ pub async fn stop_all(state: &Shared) {
         .cloned()
         .collect();
     for n in names {
-        stop(state, &n).await;
+        halt(state, &n).await;
     }
 }
 
-/// Stops the recording with `error` (it is not restarted).
+/// Stops the recording with `error` (it is not restarted, and no longer wanted: it
+/// waits for an operator).
 fn stopped(state: &Shared, stream: &str, error: String) {
+    set_wanted(state, stream, false);
     ended(state, stream, &error);
     update(state, stream, |e| {
         e.active = false;
