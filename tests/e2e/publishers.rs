@@ -172,7 +172,15 @@ fn long_gop_viewers_play_forward_from_the_newest_keyframe() {
             );
         }
     }
-    // The recording and HLS of the same stream work too.
+    // A snapshot, though the stream has no JPEG track: its newest keyframe, decoded.
+    let r = http::request(server.http_port, "GET", "/cam.jpg", &[], None).expect("GET");
+    assert_eq!(r.status, 200, "/cam.jpg: {}", r.text());
+    assert_eq!(r.header("content-type"), Some("image/jpeg"));
+    let jpg = server.dir.join("snapshot.jpg");
+    std::fs::write(&jpg, &r.body).expect("write");
+    let pic = probe(jpg.to_str().expect("utf-8"));
+    assert_eq!(pic[0]["width"], 640, "{pic:?}");
+    // HLS of the same stream works too.
     let (text, durations) = playlist(server.http_port);
     assert!(
         durations.iter().all(|d| *d > 5.0),

@@ -285,9 +285,79 @@ fn split_annex_b(buf: &[u8]) -> Vec<&[u8]> {
     nals
 }
 
+/// Decodes one H.264 keyframe (length-prefixed NAL units, as in the buffer) with the
+/// track's avcC: the picture of a snapshot (`/<stream>.jpg`) for streams that have no
+/// JPEG track (RTMP publishers, H.264 cameras). A fresh decoder per picture: nothing
+/// is kept between snapshots.
+pub fn decode_keyframe(avcc: &[u8], frame: &[u8]) -> Result<I420> {
+    let cfg = brume_format::h264::parse_avcc(avcc)?;
+    let mut annexb = Vec::with_capacity(frame.len() + 256);
+    let nals = brume_format::h264::avcc_nals(frame)?;
+    for nal in cfg
+        .sps
+        .iter()
+        .chain(&cfg.pps)
+        .map(Vec::as_slice)
+        .chain(nals)
+    {
+        annexb.extend_from_slice(&[0, 0, 0, 1]);
+        annexb.extend_from_slice(nal);
+    }
+    let mut dec = openh264::decoder::Decoder::new()
+        .map_err(|e| Error::H264(format!("creating the decoder: {e}")))?;
+    let copy = |yuv: &openh264::decoder::DecodedYUV<'_>| {
+        let (w, h) = yuv.dimensions();
+        let (sy, su, sv) = yuv.strides();
+        let mut pic = I420::new(w as u32, h as u32);
+        let (cw, ch) = pic.chroma_size();
+        let rows = |dst: &mut Vec<u8>, src: &[u8], stride: usize, w: usize, h: usize| {
+            for (r, row) in dst.chunks_exact_mut(w).take(h).enumerate() {
+                row.copy_from_slice(&src[r * stride..r * stride + w]);
+            }
+        };
+        rows(&mut pic.y, yuv.y(), sy, w, h);
+        rows(&mut pic.u, yuv.u(), su, cw as usize, ch as usize);
+        rows(&mut pic.v, yuv.v(), sv, cw as usize, ch as usize);
+        pic
+    };
+    let decoded = dec
+        .decode(&annexb)
+        .map_err(|e| Error::H264(format!("decoding: {e}")))?;
+    if let Some(yuv) = decoded {
+        return Ok(copy(&yuv));
+    }
+    let rest = dec
+        .flush_remaining()
+        .map_err(|e| Error::H264(format!("decoding: {e}")))?;
+    rest.first()
+        .map(copy)
+        .ok_or_else(|| Error::H264("the keyframe gave no picture".into()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keyframes_decode_to_the_encoded_picture() {
+        let mut enc = H264Encoder::new(64, 48, 25, 200_000, 25).unwrap();
+        let mut pic = I420::new(64, 48);
+        pic.y
+            .iter_mut()
+            .enumerate()
+            .for_each(|(i, p)| *p = (i % 64 * 3) as u8);
+        let out = enc.encode(&pic, true).unwrap().unwrap();
+        let got = decode_keyframe(enc.avcc().unwrap(), &out.data).unwrap();
+        assert_eq!((got.width, got.height), (64, 48));
+        let err: u64 = got
+            .y
+            .iter()
+            .zip(&pic.y)
+            .map(|(a, b)| a.abs_diff(*b) as u64)
+            .sum();
+        assert!(err / (64 * 48) < 8, "mean luma error {}", err / (64 * 48));
+        assert!(decode_keyframe(enc.avcc().unwrap(), &[0, 0, 0, 9, 1]).is_err());
+    }
 
     #[test]
     fn splits_annex_b() {

@@ -21,7 +21,7 @@ mod picture;
 mod tone;
 
 pub use aac::AacEncoder;
-pub use h264::{EncodedVideo, H264Encoder};
+pub use h264::{decode_keyframe, EncodedVideo, H264Encoder};
 pub use jpeg::JpegEncoder;
 pub use pattern::TestPattern;
 pub use picture::I420;
