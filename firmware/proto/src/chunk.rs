@@ -244,6 +244,11 @@ impl ChunkReader {
         }
     }
 
+    /// Replaces the limits for the chunks still to come.
+    pub(crate) fn set_limits(&mut self, limits: RtmpLimits) {
+        self.limits = limits;
+    }
+
     /// Why the connection takes no more input, once it does not.
     pub(crate) fn closed(&self) -> Option<&str> {
         self.closed.as_deref()

@@ -228,6 +228,13 @@ impl PublishSession {
         self.reader.finish(result, events)
     }
 
+    /// Replaces the limits on what the peer may send from now on (a server keeps an
+    /// unauthenticated peer to small messages and relaxes them once the publish is
+    /// accepted). A message already being received keeps the size it announced.
+    pub fn set_limits(&mut self, limits: RtmpLimits) {
+        self.reader.set_limits(limits);
+    }
+
     /// Answer a PublishRequested: accept (sends onStatus NetStream.Publish.Start).
     /// Returns the bytes to send.
     pub fn accept(&mut self) -> Result<Vec<u8>> {

@@ -560,6 +560,30 @@ fn message_above_the_limit_is_an_error_before_buffering() {
 }
 
 #[test]
+fn limits_set_before_publishing_are_relaxed_after_it() {
+    // Small messages until the publish is accepted, then the usual limits.
+    let small = RtmpLimits {
+        max_message_size: 2048,
+        ..RtmpLimits::default()
+    };
+    let mut s = PublishSession::new(small);
+    let mut out = Vec::new();
+    drive(&mut s, &publish_prefix(), &mut out).unwrap();
+    s.set_limits(RtmpLimits::default());
+    let mut data = Vec::new();
+    message(&mut data, 6, 0, 18, 1, &[0u8; 4000], 128);
+    s.feed(&data).unwrap();
+    // The same message before publishing is refused from its header on.
+    let mut s = PublishSession::new(small);
+    let mut data = handshake();
+    message(&mut data, 6, 0, 18, 1, &[0u8; 4000], 128);
+    assert!(matches!(
+        s.feed(&data),
+        Err(Error::MessageTooLarge { limit: 2048, .. })
+    ));
+}
+
+#[test]
 fn chunk_size_above_the_limit_is_an_error() {
     let mut s = PublishSession::new(RtmpLimits {
         max_chunk_size: 65536,
