@@ -5,6 +5,8 @@
 //! * [`PushClient`]: the client side of an RTMP publishing connection, sending
 //!   [`brume_format::Track`]s and [`brume_format::Frame`]s to a server.
 //! * [`flv`]: parsing of FLV video/audio tag bodies (the RTMP media payloads).
+//! * [`rtsp`], [`sdp`], [`rtp`]: an RTSP server's requests and responses, session
+//!   descriptions, RTP packetization (H.264, AAC) and RTCP sender reports.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -13,6 +15,9 @@ mod chunk;
 mod client;
 mod error;
 pub mod flv;
+pub mod rtp;
+pub mod rtsp;
+pub mod sdp;
 mod session;
 
 pub use chunk::RtmpLimits;
