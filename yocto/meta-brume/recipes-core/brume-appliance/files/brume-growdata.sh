@@ -1,11 +1,11 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT OR Apache-2.0
-# Grows the data partition (label "data", the last on the card) to the end of the
+# Grows the data partition (label BRUMEDATA, the last on the card) to the end of the
 # card, then its ext4 file system. Runs before /data is mounted on every boot and
 # does nothing once the partition reaches the end, so a power cut mid-way is retried.
 set -eu
 
-part=$(readlink -f /dev/disk/by-label/data)
+part=$(readlink -f /dev/disk/by-label/BRUMEDATA)
 name=${part##*/}
 sys=/sys/class/block/$name
 num=$(cat "$sys/partition")
