@@ -5,34 +5,40 @@ DESCRIPTION = "One multicall binary that serves cameras, microphones and RTMP \
 HOMEPAGE = "https://example.invalid/brume"
 SECTION = "multimedia"
 # Brume itself is MIT or Apache-2.0. The binary links the bundled OpenH264
-# (BSD-2-Clause) and fdk-aac (FDK-AAC) sources statically.
-LICENSE = "(MIT | Apache-2.0) & BSD-2-Clause & FDK-AAC"
+# (BSD-2-Clause) and fdk-aac (FDK-AAC, a licence oe-core knows) sources statically, and
+# every Rust crate it depends on: their licences are BRUME_CRATE_LICENSES, generated
+# from Cargo.lock into brume-licenses.inc (tests/yocto/licenses_inc.py).
+require ${BPN}-licenses.inc
+LICENSE = "(MIT | Apache-2.0) & BSD-2-Clause & FDK-AAC & ${BRUME_CRATE_LICENSES}"
 LIC_FILES_CHKSUM = "file://Cargo.toml;beginline=16;endline=16;md5=86b31c7756a1a7962f28b62856ed4f05 \
                     file://${CARGO_VENDORING_DIRECTORY}/fdk-aac-sys-0.5.0/aac/NOTICE;md5=5985e1e12f4afa710d64ed7bfd291875"
-# The FDK AAC licence text, from the crate that bundles the library (the version is
-# Cargo.lock's; tests/yocto/run.sh checks both).
-NO_GENERIC_LICENSE[FDK-AAC] = "${CARGO_VENDORING_DIRECTORY}/fdk-aac-sys-0.5.0/aac/NOTICE"
 # H.264 and AAC encoders: as with ffmpeg or x264, accept with
 # LICENSE_FLAGS_ACCEPTED += "commercial_brume" once the patent terms are settled.
 LICENSE_FLAGS = "commercial"
 
 DEPENDS += "alsa-lib"
 
-PV = "0.1.0+git"
-
-# The Brume tree this layer sits in (BRUME_SRC_TREE, from conf/layer.conf), at the
-# head of its main branch. A release build points SRC_URI at the project's
-# repository and sets SRCREV to the release commit.
-SRC_URI = "git://${BRUME_SRC_TREE};protocol=file;branch=main \
+# The Brume tree this layer sits in (BRUME_SRC_TREE, from conf/layer.conf), as it is
+# checked out: the workspace's Cargo files, firmware/ and the web UI that build.rs
+# embeds. file:// entries are checksummed file by file, so the build's signature
+# follows the tree's content: the same tree gives the same sstate (reproducible,
+# cacheable), and any change to it rebuilds brume. A release build can instead point
+# SRC_URI at the project's repository with a fixed SRCREV in a bbappend.
+# The crates first (crate://, brume-crates.inc), then the tree and the unit files.
+require ${BPN}-crates.inc
+# The tree's files by their paths relative to its root (kept under brume-src/).
+# nooelint: oelint.vars.fileextrapaths,oelint.vars.outofcontext
+FILESEXTRAPATHS:prepend := "${BRUME_SRC_TREE}:"
+SRC_URI += "file://Cargo.toml;subdir=brume-src \
+           file://Cargo.lock;subdir=brume-src \
+           file://firmware;subdir=brume-src \
+           file://web/index.html;subdir=brume-src \
+           file://web/ui;subdir=brume-src \
            file://brume.service \
            file://brume-tmpfiles.conf \
            file://avahi-brume.xml \
            "
-# The layer is part of the tree it builds, so it cannot name its own commit.
-# nooelint: oelint.vars.autorev
-SRCREV ?= "${AUTOREV}"
-
-require ${BPN}-crates.inc
+S = "${UNPACKDIR}/brume-src"
 
 inherit cargo cargo-update-recipe-crates pkgconfig systemd useradd
 
