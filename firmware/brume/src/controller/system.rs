@@ -24,6 +24,27 @@ fn bytes(blocks: u64, size: u64) -> u64 {
     blocks.saturating_mul(size)
 }
 
+/// Whether the kernel's clock is synchronised (NTP, or anything that disciplines it
+/// through adjtimex): false on a board without a real-time clock until the network
+/// time arrives, so the UI can say the time (and recording names) may be wrong.
+/// `None` where the kernel does not say (not Linux, or adjtimex refused).
+pub fn clock_synced() -> Option<bool> {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: modes = 0 only reads the kernel's state into the zeroed struct.
+        let mut tx: libc::timex = unsafe { std::mem::zeroed() };
+        let state = unsafe { libc::adjtimex(&mut tx) };
+        if state < 0 {
+            return None;
+        }
+        Some(state != libc::TIME_ERROR && tx.status & libc::STA_UNSYNC == 0)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        None
+    }
+}
+
 #[allow(clippy::unnecessary_cast)]
 pub fn status(config_dir: &std::path::Path, controller_uptime_s: u64) -> Value {
     let uptime = read("/proc/uptime")
@@ -66,5 +87,6 @@ pub fn status(config_dir: &std::path::Path, controller_uptime_s: u64) -> Value {
         },
         "temperature_c": temperature_c,
         "disk": disk,
+        "clock_synced": clock_synced(),
     })
 }
