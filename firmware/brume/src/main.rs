@@ -2,7 +2,6 @@
 //! a running appliance is this same executable (see ARCHITECTURE.md).
 
 mod angel;
-mod config;
 mod controller;
 mod env;
 mod handoff;
@@ -12,8 +11,9 @@ mod logging;
 mod push;
 mod recorder;
 mod serve;
-mod webhook;
 mod worker;
+
+use brume::{config, webhook};
 
 use std::process::ExitCode;
 

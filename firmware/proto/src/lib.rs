@@ -5,6 +5,7 @@
 //! * [`PushClient`]: the client side of an RTMP publishing connection, sending
 //!   [`brume_format::Track`]s and [`brume_format::Frame`]s to a server.
 //! * [`flv`]: parsing of FLV video/audio tag bodies (the RTMP media payloads).
+//! * [`http`]: parsing of HTTP/1.1 request heads (what viewers send).
 //! * [`rtsp`], [`sdp`], [`rtp`]: an RTSP server's requests and responses, session
 //!   descriptions, RTP packetization (H.264, AAC) and RTCP sender reports.
 #![forbid(unsafe_code)]
@@ -15,6 +16,7 @@ mod chunk;
 mod client;
 mod error;
 pub mod flv;
+pub mod http;
 pub mod rtp;
 pub mod rtsp;
 pub mod sdp;

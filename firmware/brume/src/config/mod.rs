@@ -358,7 +358,8 @@ impl Config {
         Config::parse(path, &bytes)
     }
 
-    fn parse(path: &Path, bytes: &[u8]) -> Result<Config, Error> {
+    /// Parses and validates the file's bytes (`path` only names it in errors).
+    pub fn parse(path: &Path, bytes: &[u8]) -> Result<Config, Error> {
         let c: Config = serde_json::from_slice(bytes).map_err(|e| Error::Parse {
             path: path.display().to_string(),
             source: e,

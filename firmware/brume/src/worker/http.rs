@@ -1,5 +1,6 @@
-//! Just enough HTTP/1.1 for media workers: parse a request head (httparse), build a
-//! response head. Bodies of requests are not accepted (GET and HEAD only).
+//! Just enough HTTP/1.1 for media workers: read a request head (parsed by
+//! `brume_proto::http`), build a response head. Bodies of requests are not accepted
+//! (GET and HEAD only).
 
 use std::io::Read;
 
@@ -39,30 +40,19 @@ impl Request {
 /// Ok(None) when the client closed the connection cleanly between requests.
 pub fn read_request(sock: &mut impl Read, buf: &mut Vec<u8>) -> std::io::Result<Option<Request>> {
     loop {
-        let mut headers = [httparse::EMPTY_HEADER; 48];
-        let mut req = httparse::Request::new(&mut headers);
-        match req.parse(buf) {
-            Ok(httparse::Status::Complete(n)) => {
+        match brume_proto::http::parse_request_head(buf) {
+            Ok(Some(head)) => {
                 let r = Request {
-                    method: req.method.unwrap_or("").to_string(),
-                    path: req.path.unwrap_or("/").to_string(),
-                    minor_version: req.version.unwrap_or(1),
-                    headers: req
-                        .headers
-                        .iter()
-                        .map(|h| {
-                            (
-                                h.name.to_string(),
-                                String::from_utf8_lossy(h.value).into_owned(),
-                            )
-                        })
-                        .collect(),
-                    raw: buf[..n].to_vec(),
+                    method: head.method,
+                    path: head.path,
+                    minor_version: head.minor_version,
+                    headers: head.headers,
+                    raw: buf[..head.len].to_vec(),
                 };
-                buf.drain(..n);
+                buf.drain(..head.len);
                 return Ok(Some(r));
             }
-            Ok(httparse::Status::Partial) => {}
+            Ok(None) => {}
             Err(e) => {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::InvalidData,
