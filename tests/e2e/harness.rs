@@ -206,8 +206,32 @@ impl Server {
         Server::start_in(dir, prefix)
     }
 
+    /// Starts a server on `config_json` without `BRUME_ADMIN_PASSWORD`: a first run,
+    /// where the admin password is set with the setup code (see `setup_code`).
+    pub fn start_first_run(config_json: &str) -> Server {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let pid = std::process::id();
+        let dir = std::env::temp_dir().join(format!("brume-e2e-{pid}-{n}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create the test directory");
+        std::fs::write(dir.join("brume.json"), config_json).expect("write the config");
+        Server::launch(dir, format!("brumee2e{pid}x{n}t"), None)
+    }
+
+    /// The first run's one-time setup code (`run/setup-code`).
+    pub fn setup_code(&self) -> String {
+        std::fs::read_to_string(self.dir.join("run/setup-code"))
+            .expect("the setup-code file")
+            .trim()
+            .to_string()
+    }
+
     /// Starts a server in an existing directory (its brume.json) with a given prefix.
     pub fn start_in(dir: PathBuf, prefix: String) -> Server {
+        Server::launch(dir, prefix, Some(PASSWORD))
+    }
+
+    fn launch(dir: PathBuf, prefix: String, password: Option<&str>) -> Server {
         ensure_tools();
         become_subreaper();
         let config_path = dir.join("brume.json");
@@ -218,14 +242,18 @@ impl Server {
             .open(&log_path)
             .expect("open the server log");
         let (http_port, rtmp_port) = free_ports();
-        let child = Command::new(env!("CARGO_BIN_EXE_brume"))
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_brume"));
+        match password {
+            Some(p) => cmd.env("BRUME_ADMIN_PASSWORD", p),
+            None => cmd.env_remove("BRUME_ADMIN_PASSWORD"),
+        };
+        let child = cmd
             .arg("serve")
             .arg("--config")
             .arg(&config_path)
             .args(["--listen", &format!("127.0.0.1:{http_port}")])
             .args(["--rtmp", &format!("127.0.0.1:{rtmp_port}")])
             .env("BRUME_SHM_PREFIX", &prefix)
-            .env("BRUME_ADMIN_PASSWORD", PASSWORD)
             .env_remove("BRUME_SHM_DIR")
             .env_remove("BRUME_RUN_DIR")
             .env_remove("BRUME_CONFIG")

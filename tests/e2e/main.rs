@@ -9,6 +9,7 @@ mod media;
 
 mod api;
 mod camera;
+mod crosssite;
 mod crashes;
 mod hostile;
 mod isolation;

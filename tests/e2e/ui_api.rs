@@ -71,6 +71,21 @@ impl FirstRun {
         std::fs::read_to_string(self.dir.join("serve.log")).unwrap_or_default()
     }
 
+    /// The one-time code serve wrote (0600) in the run directory.
+    fn setup_code(&self) -> String {
+        let path = self.dir.join("run/setup-code");
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(&path)
+                .expect("the setup-code file")
+                .permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o600, "{}", path.display());
+        std::fs::read_to_string(path)
+            .expect("the setup code")
+            .trim()
+            .to_string()
+    }
+
     fn config_on_disk(&self) -> Value {
         serde_json::from_slice(&std::fs::read(self.dir.join("brume.json")).expect("config"))
             .expect("the config file parses")
@@ -131,10 +146,15 @@ fn ui_first_run_sets_the_admin_password_once() {
     let log = s.log();
     assert!(
         log.contains(&format!(
-            "Open http://127.0.0.1:{}/ to set the admin password",
+            "Open http://127.0.0.1:{}/ to set the admin password with the setup code ",
             s.port
         )),
         "serve does not say where to set the password:\n{log}"
+    );
+    let code = s.setup_code();
+    assert!(
+        log.contains(&code),
+        "the setup code is not in the output:\n{log}"
     );
     assert!(
         !log.contains("Generated admin password"),
@@ -148,7 +168,10 @@ fn ui_first_run_sets_the_admin_password_once() {
 
     // Before the password is set: the UI and the setup call answer, nothing else does.
     let r = s.call("GET", "/api/v1/setup", &[], None);
-    assert_eq!(json_of(&r), json!({ "needs_password": true }));
+    assert_eq!(
+        json_of(&r),
+        json!({ "needs_password": true, "needs_code": true })
+    );
     let r = s.call("GET", "/", &[], None);
     assert_eq!(r.status, 200, "the UI must load to set the password");
     for path in ["/api/v1/streams", "/api/v1/config", "/api/v1/system"] {
@@ -161,15 +184,12 @@ fn ui_first_run_sets_the_admin_password_once() {
         Some(r#"{"password":"anything1"}"#),
     );
     assert_eq!(r.status, 409, "login before setup: {}", r.text());
-    let r = s.call(
-        "POST",
-        "/api/v1/setup",
-        &[],
-        Some(r#"{"password":"short"}"#),
-    );
+    let short = json!({ "password": "short", "code": code }).to_string();
+    let r = s.call("POST", "/api/v1/setup", &[], Some(&short));
     assert_eq!(r.status, 422, "{}", r.text());
     assert_eq!(json_of(&r)["field"], "password");
-    let r = s.call("POST", "/api/v1/setup", &[], Some("{}"));
+    let no_password = json!({ "code": code }).to_string();
+    let r = s.call("POST", "/api/v1/setup", &[], Some(&no_password));
     assert_eq!(r.status, 422, "a body without a password: {}", r.text());
     assert!(
         s.config_on_disk()["admin"].get("password_hash").is_none(),
@@ -177,19 +197,17 @@ fn ui_first_run_sets_the_admin_password_once() {
     );
 
     // Setting it logs the first visitor in (token and session cookie).
-    let r = s.call(
-        "POST",
-        "/api/v1/setup",
-        &[],
-        Some(r#"{"password":"first-run-pw"}"#),
-    );
+    let first = json!({ "password": "first-run-pw", "code": code }).to_string();
+    let r = s.call("POST", "/api/v1/setup", &[], Some(&first));
     assert_eq!(r.status, 200, "{}", r.text());
     let cookie = r
         .header("set-cookie")
         .expect("a session cookie")
         .to_string();
     assert!(
-        cookie.starts_with("brume_session=") && cookie.contains("HttpOnly"),
+        cookie.starts_with("brume_session=")
+            && cookie.contains("HttpOnly")
+            && cookie.contains("SameSite=Strict"),
         "{cookie}"
     );
     assert!(json_of(&r)["token"].as_str().is_some_and(|t| t.len() >= 32));
@@ -199,13 +217,16 @@ fn ui_first_run_sets_the_admin_password_once() {
 
     // Once only.
     let r = s.call("GET", "/api/v1/setup", &[], None);
-    assert_eq!(json_of(&r), json!({ "needs_password": false }));
-    let r = s.call(
-        "POST",
-        "/api/v1/setup",
-        &[],
-        Some(r#"{"password":"second-password"}"#),
+    assert_eq!(
+        json_of(&r),
+        json!({ "needs_password": false, "needs_code": false })
     );
+    assert!(
+        !s.dir.join("run/setup-code").exists(),
+        "the setup code outlived the first run"
+    );
+    let second = json!({ "password": "second-password", "code": code }).to_string();
+    let r = s.call("POST", "/api/v1/setup", &[], Some(&second));
     assert_eq!(r.status, 409, "a second setup: {}", r.text());
     let hash = s.config_on_disk()["admin"]["password_hash"]
         .as_str()
@@ -225,9 +246,16 @@ fn ui_first_run_sets_the_admin_password_once() {
         || {
             // While the controller restarts, a request may find no one to answer it.
             let body = r#"{"password":"first-run-pw"}"#;
-            http::request(s.port, "POST", "/api/v1/login", &[], Some(body.as_bytes()))
-                .ok()
-                .filter(|r| r.status == 200)
+            let json = [("Content-Type", "application/json")];
+            http::request(
+                s.port,
+                "POST",
+                "/api/v1/login",
+                &json,
+                Some(body.as_bytes()),
+            )
+            .ok()
+            .filter(|r| r.status == 200)
         },
     );
     let r = s.call(
@@ -382,7 +410,8 @@ fn ui_config_export_and_import() {
 
     let (st, exported) = server.get("/api/v1/config");
     assert_eq!(st, 200, "{exported}");
-    assert_eq!(exported["streams"]["cam"]["source"]["key"], "cam-key-1");
+    // The publish key is redacted (tests/e2e/crosssite.rs has the rest).
+    assert_eq!(exported["streams"]["cam"]["source"]["key"], "…");
     assert!(exported.get("admin").is_none(), "{exported}");
     assert!(!exported.to_string().contains("argon2"), "{exported}");
     let before = server.config_on_disk();

@@ -45,7 +45,9 @@ usage: brume serve [--config PATH] [--listen ADDR:PORT] [--rtmp ADDR:PORT|off]
     everything; SIGHUP is ignored.
 
 environment:
-    BRUME_ADMIN_PASSWORD  the admin password on first run (read once, never passed on)
+    BRUME_ADMIN_PASSWORD  the admin password on first run (read once, never passed on);
+                          without it, the first visit asks for the setup code printed
+                          at start (also in the run directory's setup-code file)
     BRUME_RUN_DIR         sockets, pid records and the lock of this appliance
     BRUME_LOG             error, warn, info (default), debug or trace
 ";
@@ -148,10 +150,22 @@ pub fn main(options: Options) -> Result<(), String> {
     // Descriptors the launcher left open go no further than this process.
     close_on_exec_all();
 
+    // First run without BRUME_ADMIN_PASSWORD: whoever reads this output (the console,
+    // the journal) or the run directory gets the one-time code the first-run page asks.
+    let setup_code = if has_password {
+        let _ = std::fs::remove_file(crate::controller::auth::setup_code_file(&run_dir));
+        None
+    } else {
+        Some(crate::controller::auth::new_setup_code(&run_dir)?)
+    };
+
     let host = listen.replace("0.0.0.0", "localhost");
     println!("Brume is running. Open http://{host}/ (API: http://{host}/api/v1/)");
-    if !has_password {
-        println!("Open http://{host}/ to set the admin password");
+    if let Some(code) = &setup_code {
+        println!(
+            "Open http://{host}/ to set the admin password with the setup code {code} (also in {})",
+            crate::controller::auth::setup_code_file(&run_dir).display()
+        );
     }
     for name in config.streams.keys() {
         println!("  {name}: http://{host}/hls/{name}/index.m3u8  http://{host}/{name}.mp4  http://{host}/{name}.ts");

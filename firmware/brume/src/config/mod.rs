@@ -33,7 +33,63 @@ pub struct Config {
     /// Streams sent to other servers, by name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub pushes: BTreeMap<String, Push>,
+    /// Host names and origins the API accepts besides the board's own.
+    #[serde(default, skip_serializing_if = "Http::is_default")]
+    pub http: Http,
 }
+
+/// What the API accepts as its own name and as a page's origin, besides IP literals,
+/// `localhost` and the machine's host name (`<hostname>`, `<hostname>.local`): a name
+/// a DNS server or a reverse proxy gives the board (`"cam.example.lan"`), and the
+/// origins of pages allowed to change settings (`"https://proxy.example.lan"`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Http {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_hosts: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_origins: Vec<String>,
+}
+
+impl Http {
+    fn is_default(&self) -> bool {
+        *self == Http::default()
+    }
+
+    fn validate(&self) -> Result<(), FieldError> {
+        for (i, h) in self.allowed_hosts.iter().enumerate() {
+            let ok = !h.is_empty()
+                && h.len() <= 253
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+            if !ok {
+                return Err(field_err(
+                    format!("http.allowed_hosts.{i}"),
+                    "a host name without scheme or port, such as cam.example.lan",
+                ));
+            }
+        }
+        for (i, o) in self.allowed_origins.iter().enumerate() {
+            let rest = o
+                .strip_prefix("http://")
+                .or_else(|| o.strip_prefix("https://"));
+            let ok = rest.is_some_and(|r| {
+                !r.is_empty()
+                    && r.len() <= 300
+                    && r.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+            });
+            if !ok {
+                return Err(field_err(
+                    format!("http.allowed_origins.{i}"),
+                    "an origin: http:// or https://, a host and an optional port, no path",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 
 /// Recording to local storage (fragmented MP4 files).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -135,7 +191,11 @@ pub enum Source {
         jpeg_fps: u32,
     },
     /// RTMP publishing to rtmp://HOST:1935/live/<stream>?key=<key>.
-    Rtmp { key: String },
+    Rtmp {
+        /// Missing only in API calls, which make one (or keep the stream's).
+        #[serde(default)]
+        key: String,
+    },
     /// A V4L2 camera and/or an ALSA microphone, as one stream with common timing.
     Camera {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -288,11 +348,23 @@ impl Default for Config {
             triggers: Vec::new(),
             gpio: None,
             pushes: BTreeMap::new(),
+            http: Http::default(),
         }
     }
 }
 
 impl Config {
+    /// True when viewers can ask for `stream`: a configured stream or a stream
+    /// process's output.
+    pub fn serves(&self, stream: &str) -> bool {
+        self.streams.contains_key(stream)
+            || self
+                .streams
+                .values()
+                .flat_map(|s| &s.processes)
+                .any(|p| p.output.as_deref() == Some(stream))
+    }
+
     pub fn validate(&self) -> Result<(), FieldError> {
         if self.version != 1 {
             return Err(field_err("version", "only version 1 is known"));
@@ -303,6 +375,7 @@ impl Config {
                 "must be 10..=86400 seconds",
             ));
         }
+        self.http.validate()?;
         if let Some(d) = &self.recording.dir {
             if d.is_empty() || d.len() > 1024 || d.contains('\0') {
                 return Err(field_err(

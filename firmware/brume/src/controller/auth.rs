@@ -17,7 +17,7 @@ use argon2::{Algorithm, Argon2, Params, Version};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -81,7 +81,55 @@ pub fn check_new_password(password: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn random_text(n: usize) -> String {
+/// The one-time setup code of a first run: `brume serve` makes one when no admin
+/// password exists, prints it (console, journal) and keeps it in this file of the run
+/// directory (0600); the first-run page asks for it, so only someone who can read the
+/// board's console or journal (or that file) chooses the admin password. It is removed
+/// once the password is set.
+pub fn setup_code_file(run_dir: &Path) -> PathBuf {
+    run_dir.join("setup-code")
+}
+
+/// Makes a new setup code, writes it (0600) and returns it: 12 characters of a
+/// 32-letter alphabet without look-alikes (60 bits), shown as `XXXX-XXXX-XXXX`.
+pub fn new_setup_code(run_dir: &Path) -> Result<String, String> {
+    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut bytes = [0u8; 12];
+    OsRng.fill_bytes(&mut bytes);
+    let chars: Vec<char> = bytes
+        .iter()
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect();
+    let code = chars
+        .chunks(4)
+        .map(|c| c.iter().collect::<String>())
+        .collect::<Vec<_>>()
+        .join("-");
+    let path = setup_code_file(run_dir);
+    crate::config::write_private(&path, format!("{code}\n").as_bytes())
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(code)
+}
+
+/// A code as typed: upper case, without spaces and dashes.
+fn normalise_code(code: &str) -> String {
+    code.chars()
+        .filter(|c| !c.is_whitespace() && *c != '-')
+        .map(|c| c.to_ascii_uppercase())
+        .collect()
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum SetupCodeError {
+    /// No code was given.
+    Missing,
+    Wrong,
+    /// No code file: this run has none (the controller was not started by serve).
+    NoCode,
+    Limited(u64),
+}
+
+pub fn random_text(n: usize) -> String {
     const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
     let mut bytes = vec![0u8; n];
     OsRng.fill_bytes(&mut bytes);
@@ -209,28 +257,68 @@ impl Auth {
         }
     }
 
+    /// Seconds to wait when `from` failed too often (logins and setup codes count
+    /// alike), None when it may try.
+    fn limited(&self, from: IpAddr) -> Option<u64> {
+        let mut f = self.failures.lock().expect("failures lock");
+        let list = f.entry(from).or_default();
+        list.retain(|t| t.elapsed() < FAILURE_WINDOW);
+        (list.len() >= MAX_FAILURES)
+            .then(|| FAILURE_WINDOW.saturating_sub(list[0].elapsed()).as_secs() + 1)
+    }
+
+    fn failed(&self, from: IpAddr) {
+        self.failures
+            .lock()
+            .expect("failures lock")
+            .entry(from)
+            .or_default()
+            .push(Instant::now());
+    }
+
+    /// Checks a first-run setup code against the code file (rate limited like logins).
+    pub fn check_setup_code(
+        &self,
+        from: IpAddr,
+        file: &Path,
+        given: Option<&str>,
+    ) -> Result<(), SetupCodeError> {
+        if let Some(wait) = self.limited(from) {
+            return Err(SetupCodeError::Limited(wait));
+        }
+        let Ok(text) = std::fs::read_to_string(file) else {
+            return Err(SetupCodeError::NoCode);
+        };
+        let want = normalise_code(&text);
+        let Some(given) = given.map(normalise_code).filter(|g| !g.is_empty()) else {
+            return Err(SetupCodeError::Missing);
+        };
+        // Compared in constant time over the expected length.
+        let same = want.len() == given.len()
+            && !want.is_empty()
+            && want
+                .bytes()
+                .zip(given.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0;
+        if !same {
+            self.failed(from);
+            return Err(SetupCodeError::Wrong);
+        }
+        Ok(())
+    }
+
     /// Checks the rate limit, then the password (slow: call from a blocking thread).
     pub fn login(&self, from: IpAddr, password: &str) -> Result<String, LoginError> {
-        {
-            let mut f = self.failures.lock().expect("failures lock");
-            let list = f.entry(from).or_default();
-            list.retain(|t| t.elapsed() < FAILURE_WINDOW);
-            if list.len() >= MAX_FAILURES {
-                let wait = FAILURE_WINDOW.saturating_sub(list[0].elapsed()).as_secs() + 1;
-                return Err(LoginError::Limited(wait));
-            }
+        if let Some(wait) = self.limited(from) {
+            return Err(LoginError::Limited(wait));
         }
         let Some(hash) = self.hash.lock().expect("hash lock").clone() else {
             return Err(LoginError::NoPassword);
         };
         let ok = verify_password(&hash, password);
         if !ok {
-            self.failures
-                .lock()
-                .expect("failures lock")
-                .entry(from)
-                .or_default()
-                .push(Instant::now());
+            self.failed(from);
             return Err(LoginError::Wrong);
         }
         Ok(self.new_session())
@@ -339,6 +427,45 @@ mod tests {
             .is_none());
         assert!(auth.login(a, "first-password").is_ok());
         assert_eq!(auth.login(a, "second-password"), Err(LoginError::Wrong));
+    }
+
+    #[test]
+    fn setup_codes_are_checked_and_rate_limited() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("brume-setup-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let code = new_setup_code(&dir).unwrap();
+        assert_eq!(code.len(), 14, "{code}");
+        let file = setup_code_file(&dir);
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let auth = Auth::new(None, None);
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        assert_eq!(
+            auth.check_setup_code(a, &file, None),
+            Err(SetupCodeError::Missing)
+        );
+        assert_eq!(auth.check_setup_code(a, &file, Some(&code)), Ok(()));
+        let typed = code.replace('-', " ").to_lowercase();
+        assert_eq!(auth.check_setup_code(a, &file, Some(&typed)), Ok(()));
+        for _ in 0..MAX_FAILURES {
+            assert_eq!(
+                auth.check_setup_code(a, &file, Some("AAAA-AAAA-AAAA")),
+                Err(SetupCodeError::Wrong)
+            );
+        }
+        assert!(matches!(
+            auth.check_setup_code(a, &file, Some(&code)),
+            Err(SetupCodeError::Limited(_))
+        ));
+        assert_eq!(auth.check_setup_code(b, &file, Some(&code)), Ok(()));
+        std::fs::remove_file(&file).unwrap();
+        assert_eq!(
+            auth.check_setup_code(b, &file, Some(&code)),
+            Err(SetupCodeError::NoCode)
+        );
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]

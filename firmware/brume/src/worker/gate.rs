@@ -7,8 +7,19 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
+/// Why a viewer is not served.
+pub enum Refusal {
+    /// No such stream: answered 404 without asking anyone.
+    Missing,
+    /// A handler (or the default) denied it, for this reason.
+    Denied(String),
+}
+
 /// What the configuration says about gating viewers, read once per connection.
 pub struct Policy {
+    /// The streams viewers can ask for (the configured ones and processes' outputs);
+    /// a request for another is not worth a handler run.
+    config: Config,
     /// The longest the handlers can take, plus a margin.
     budget: Duration,
     /// The answer when the controller cannot be asked (it restarts): deny if any
@@ -35,10 +46,11 @@ pub fn policy(env: &Env) -> Option<Policy> {
         } else {
             Decision::Allow
         },
+        config,
     })
 }
 
-/// Asks the controller. Ok(()) to serve, Err(reason) to refuse.
+/// Asks the controller (for a stream that exists). Ok(()) to serve.
 pub fn ask(
     env: &Env,
     policy: &Policy,
@@ -47,7 +59,10 @@ pub fn ask(
     path: &str,
     user_agent: &str,
     protocol: &str,
-) -> Result<(), String> {
+) -> Result<(), Refusal> {
+    if !policy.config.serves(stream) {
+        return Err(Refusal::Missing);
+    }
     let (p, query) = path.split_once('?').unwrap_or((path, ""));
     let req = serde_json::json!({
         "stream": stream, "ip": ip, "path": p, "query": query,
@@ -64,12 +79,13 @@ pub fn ask(
     })();
     match answer {
         Ok(line) if line.trim_end() == "allow" => Ok(()),
-        Ok(line) if line.starts_with("deny") => Err(line[4..].trim().to_string()),
+        Ok(line) if line.trim_end() == "missing" => Err(Refusal::Missing),
+        Ok(line) if line.starts_with("deny") => Err(Refusal::Denied(line[4..].trim().to_string())),
         other => {
             tracing::warn!(stream, result = ?other, "viewer gate unreachable; applying the default");
             match policy.unreachable {
                 Decision::Allow => Ok(()),
-                Decision::Deny => Err("the access check is unavailable".into()),
+                Decision::Deny => Err(Refusal::Denied("the access check is unavailable".into())),
             }
         }
     }

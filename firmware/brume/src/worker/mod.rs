@@ -107,13 +107,20 @@ impl Conn {
         }
         if let Some(Some(policy)) = &self.policy {
             let ua = req.header("user-agent").unwrap_or("");
-            if let Err(why) = gate::ask(env, policy, stream, &ip, &req.path, ua, protocol) {
-                tracing::info!(stream, ip = %ip, reason = %why, "viewer refused");
-                self.respond(Response::error(
-                    403,
-                    &format!("access to {stream:?} denied"),
-                ))?;
-                return Ok(false);
+            match gate::ask(env, policy, stream, &ip, &req.path, ua, protocol) {
+                Ok(()) => {}
+                Err(gate::Refusal::Missing) => {
+                    self.respond(Response::error(404, &format!("no stream named {stream:?}")))?;
+                    return Ok(false);
+                }
+                Err(gate::Refusal::Denied(why)) => {
+                    tracing::info!(stream, ip = %ip, reason = %why, "viewer refused");
+                    self.respond(Response::error(
+                        403,
+                        &format!("access to {stream:?} denied"),
+                    ))?;
+                    return Ok(false);
+                }
             }
         }
         if self.opened.is_none() {

@@ -2,6 +2,8 @@
 //! hands over. Errors are `{"error": "...", "field": "..."}` with a 4xx/5xx status.
 
 mod automation;
+mod guard;
+mod keys;
 
 use super::{events, gpio, push, recording, supervisor, system, ui, Shared};
 use crate::config::{Config, FieldError, StreamConfig};
@@ -115,6 +117,7 @@ pub fn router(state: Shared) -> Router {
             get(get_stream).put(put_stream).delete(delete_stream),
         )
         .route("/api/v1/streams/{name}/restart", post(restart_stream))
+        .route("/api/v1/streams/{name}/key", post(keys::regenerate))
         .route("/api/v1/streams/{name}/snapshot", get(snapshot))
         .route(
             "/api/v1/streams/{name}/recording",
@@ -153,6 +156,10 @@ pub fn router(state: Shared) -> Router {
         .route("/api/v1/pushes/{name}/stop", post(automation::stop_push))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such path") })
         .layer(DefaultBodyLimit::max(256 * 1024))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::check,
+        ))
         .with_state(state)
 }
 
@@ -254,17 +261,25 @@ fn logged_in(token: String) -> Response {
         .into_response()
 }
 
-/// First run: whether the admin password still has to be chosen. Open to everyone,
-/// as is the UI that asks it.
+/// First run: whether the admin password still has to be chosen (and so the setup
+/// code asked for). Open to everyone, as is the UI that asks it.
 async fn setup_status(State(state): State<Shared>) -> Json<Value> {
-    Json(json!({ "needs_password": !state.auth.has_password() }))
+    let needs = !state.auth.has_password();
+    Json(json!({ "needs_password": needs, "needs_code": needs }))
 }
 
-/// First run: sets the admin password (only while none exists) and logs in.
-async fn setup(State(state): State<Shared>, body: axum::body::Bytes) -> ApiResult<Response> {
+/// First run: sets the admin password (only while none exists, and only with the
+/// setup code `brume serve` printed) and logs in.
+async fn setup(
+    State(state): State<Shared>,
+    Extension(peer): Extension<Peer>,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
     #[derive(serde::Deserialize)]
     struct Setup {
         password: String,
+        #[serde(default)]
+        code: Option<String>,
     }
     let already = || {
         ApiError::new(
@@ -276,6 +291,48 @@ async fn setup(State(state): State<Shared>, body: axum::body::Bytes) -> ApiResul
         return Err(already());
     }
     let req: Setup = parse_body(&body)?;
+    let ip = peer.0.map(|p| p.ip()).unwrap_or(IpAddr::from([0, 0, 0, 0]));
+    let code_file = super::auth::setup_code_file(&state.env.run_dir);
+    let code_error = |status, error: &str| ApiError {
+        status,
+        error: error.into(),
+        field: Some("code".into()),
+    };
+    match state
+        .auth
+        .check_setup_code(ip, &code_file, req.code.as_deref())
+    {
+        Ok(()) => {}
+        Err(super::auth::SetupCodeError::Missing) => {
+            return Err(code_error(
+                StatusCode::FORBIDDEN,
+                "the setup code is needed: brume printed it when it started \
+                 (journalctl -u brume, or the console)",
+            ))
+        }
+        Err(super::auth::SetupCodeError::Wrong) => {
+            tracing::warn!(peer = %ip, "wrong first-run setup code");
+            return Err(code_error(StatusCode::FORBIDDEN, "wrong setup code"));
+        }
+        Err(super::auth::SetupCodeError::NoCode) => {
+            return Err(code_error(
+                StatusCode::CONFLICT,
+                "this run has no setup code: restart brume serve to get one, \
+                 or start it with BRUME_ADMIN_PASSWORD set",
+            ))
+        }
+        Err(super::auth::SetupCodeError::Limited(secs)) => {
+            return Ok((
+                StatusCode::TOO_MANY_REQUESTS,
+                [(header::RETRY_AFTER, secs.to_string())],
+                Json(json!({
+                    "error": format!("too many wrong setup codes; retry in {secs} s"),
+                    "field": "code",
+                })),
+            )
+                .into_response())
+        }
+    }
     super::auth::check_new_password(&req.password).map_err(|m| ApiError {
         status: StatusCode::UNPROCESSABLE_ENTITY,
         error: m,
@@ -295,6 +352,7 @@ async fn setup(State(state): State<Shared>, body: axum::body::Bytes) -> ApiResul
     })
     .await?;
     let token = state.auth.set_first_password(hash).ok_or_else(already)?;
+    let _ = std::fs::remove_file(&code_file);
     tracing::info!("admin password set on first run");
     Ok(logged_in(token))
 }
@@ -405,7 +463,7 @@ fn stream_json(state: &Shared, name: &str, config: &StreamConfig) -> Value {
         .unwrap_or(0.0);
     json!({
         "name": name,
-        "config": config,
+        "config": keys::shown(config),
         "status": {
             "state": st,
             "input_pid": pid.or(writer_pid),
@@ -486,10 +544,18 @@ async fn change_config(
     push::apply(state).await;
     for (name, s) in &new.streams {
         match old.streams.get(name) {
-            None => events::emit(state, "stream.added", Some(name), json!({ "config": s })),
-            Some(o) if o != s => {
-                events::emit(state, "stream.changed", Some(name), json!({ "config": s }))
-            }
+            None => events::emit(
+                state,
+                "stream.added",
+                Some(name),
+                json!({ "config": keys::shown(s) }),
+            ),
+            Some(o) if o != s => events::emit(
+                state,
+                "stream.changed",
+                Some(name),
+                json!({ "config": keys::shown(s) }),
+            ),
             _ => {}
         }
     }
@@ -531,25 +597,29 @@ async fn create_stream(
                 field: Some("name".into()),
             });
         }
+        let before = c.clone();
         c.streams.insert(n, sc);
-        Ok(())
+        keys::keep_keys(&before, c, true).map(drop)
     })
     .await
     .map_err(|e| prefix_field(e, "streams", &name))?;
     tracing::info!(stream = %name, "stream created");
+    // The one answer that shows the stream's publish key.
     Ok((
         StatusCode::CREATED,
-        Json(stream_json(&state, &name, &config.streams[&name])),
+        Json(keys::with_key(&state, &name, &config)),
     )
         .into_response())
 }
 
-/// The configuration as exported: everything but the admin password's hash.
+/// The configuration as exported: everything but the admin password's hash and the
+/// publish keys (redacted; an import of the export keeps them).
 fn exported(config: &Config) -> Value {
     let mut v = serde_json::to_value(config).expect("config always serialises");
     if let Some(o) = v.as_object_mut() {
         o.remove("admin");
     }
+    keys::redact_config(&mut v);
     v
 }
 
@@ -559,7 +629,8 @@ async fn get_config(State(state): State<Shared>, _: Admin) -> Json<Value> {
 }
 
 /// Replaces the whole configuration (an import). Validated as a whole; the admin
-/// password stays what it is, whatever the body says about it.
+/// password stays what it is, whatever the body says about it, and so does the key of
+/// a stream whose key is redacted (as exported).
 async fn put_config(
     State(state): State<Shared>,
     _: Admin,
@@ -567,10 +638,10 @@ async fn put_config(
 ) -> ApiResult<Json<Value>> {
     let new: Config = parse_body(&body)?;
     let config = change_config(&state, move |c| {
-        let admin = c.admin.clone();
+        let before = c.clone();
         *c = new;
-        c.admin = admin;
-        Ok(())
+        c.admin = before.admin.clone();
+        keys::keep_keys(&before, c, false).map(drop)
     })
     .await?;
     tracing::info!(streams = config.streams.len(), "configuration imported");
@@ -597,20 +668,29 @@ async fn put_stream(
 ) -> ApiResult<Json<Value>> {
     let sc: StreamConfig = parse_body(&body)?;
     let n = name.clone();
-    let config = change_config(&state, move |c| {
+    let mut made = Vec::new();
+    let config = change_config(&state, |c| {
         if !c.streams.contains_key(&n) {
             return Err(ApiError::new(
                 StatusCode::NOT_FOUND,
                 format!("no stream named {n:?}"),
             ));
         }
+        // The redacted key (or none) keeps the stream's; a stream that becomes an
+        // RTMP stream without one gets a new key, shown in this answer.
+        let before = c.clone();
         c.streams.insert(n, sc);
+        made = keys::keep_keys(&before, c, true)?;
         Ok(())
     })
     .await
     .map_err(|e| prefix_field(e, "streams", &name))?;
     tracing::info!(stream = %name, "stream updated");
-    Ok(Json(stream_json(&state, &name, &config.streams[&name])))
+    if made.is_empty() {
+        Ok(Json(stream_json(&state, &name, &config.streams[&name])))
+    } else {
+        Ok(Json(keys::with_key(&state, &name, &config)))
+    }
 }
 
 async fn delete_stream(
