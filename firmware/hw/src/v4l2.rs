@@ -236,12 +236,14 @@ pub(crate) fn xioctl<T>(file: &File, req: u32, arg: &mut T) -> std::io::Result<(
     }
 }
 
-pub(crate) fn text(b: &[u8]) -> String {
+/// A NUL-terminated string field the driver filled (card, driver, format names).
+pub fn text(b: &[u8]) -> String {
     let end = b.iter().position(|c| *c == 0).unwrap_or(b.len());
     String::from_utf8_lossy(&b[..end]).trim().to_string()
 }
 
-pub(crate) fn fourcc_text(f: u32) -> String {
+/// A fourcc as text ("YUYV"), trimmed.
+pub fn fourcc_text(f: u32) -> String {
     String::from_utf8_lossy(&f.to_le_bytes()).trim().to_string()
 }
 
@@ -606,9 +608,8 @@ impl VideoSource for Capture {
                 device: self.path.clone(),
                 reason: format!("driver returned unknown buffer {}", b.index),
             })?;
-        let used = (b.bytesused as usize).min(map.len());
         let frame = VideoFrame {
-            data: map[..used].to_vec(),
+            data: payload(map, 0, b.bytesused as usize).to_vec(),
             time_us: b.timestamp.tv_sec as i64 * 1_000_000 + b.timestamp.tv_usec as i64,
             sequence: b.sequence,
         };
@@ -624,6 +625,14 @@ impl Drop for Capture {
             let _ = xioctl(&self.file, VIDIOC_STREAMOFF, &mut t);
         }
     }
+}
+
+/// The bytes of a dequeued buffer the driver says it filled: `start..end` of `map`
+/// (`data_offset..bytesused` of a plane), clamped to the mapping, so a driver's bad
+/// figures give a short frame, never a read past the buffer.
+pub fn payload(map: &[u8], start: usize, end: usize) -> &[u8] {
+    let end = end.min(map.len());
+    &map[start.min(end)..end]
 }
 
 /// Resolves a configured device name (a stable link or a node) to its current node.

@@ -128,7 +128,7 @@ impl Codec {
 
     /// Whether a coded frame is a keyframe, from the bitstream itself (for encoders
     /// that do not set `V4L2_BUF_FLAG_KEYFRAME`).
-    fn is_key(self, data: &[u8]) -> bool {
+    pub fn is_key(self, data: &[u8]) -> bool {
         match self {
             // An IDR slice (NAL type 5) after a start code.
             Codec::H264 => data
@@ -715,8 +715,7 @@ impl Encoder {
                         .captures
                         .get(i as usize)
                         .ok_or_else(|| unsupported(&self.path, format!("unknown buffer {i}")))?;
-                    let end = end.min(slot.map.len());
-                    data.extend_from_slice(&slot.map[start.min(end)..end]);
+                    data.extend_from_slice(crate::v4l2::payload(&slot.map, start, end));
                     key |= flags & BUF_FLAG_KEYFRAME != 0;
                     self.queue(cap_t, i, 0)?;
                 }
