@@ -158,6 +158,8 @@ pub struct Server {
     pub prefix: String,
     pub http_port: u16,
     pub rtmp_port: u16,
+    /// RTSP viewers: rtsp://127.0.0.1:PORT/<stream>.
+    pub rtsp_port: u16,
     child: Option<Child>,
     token: Mutex<Option<String>>,
     /// Every process of the tree ever seen (for the final kill and reaping).
@@ -242,6 +244,10 @@ impl Server {
             .open(&log_path)
             .expect("open the server log");
         let (http_port, rtmp_port) = free_ports();
+        let rtsp_port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_brume"));
         match password {
             Some(p) => cmd.env("BRUME_ADMIN_PASSWORD", p),
@@ -253,6 +259,7 @@ impl Server {
             .arg(&config_path)
             .args(["--listen", &format!("127.0.0.1:{http_port}")])
             .args(["--rtmp", &format!("127.0.0.1:{rtmp_port}")])
+            .args(["--rtsp", &format!("127.0.0.1:{rtsp_port}")])
             .env("BRUME_SHM_PREFIX", &prefix)
             .env_remove("BRUME_SHM_DIR")
             .env_remove("BRUME_RUN_DIR")
@@ -269,6 +276,7 @@ impl Server {
             prefix,
             http_port,
             rtmp_port,
+            rtsp_port,
             child: Some(child),
             token: Mutex::new(None),
             seen: Mutex::new(Vec::new()),

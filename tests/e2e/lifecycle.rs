@@ -57,6 +57,7 @@ fn brume(dir: &Path, args: &[&str]) -> Command {
             ),
         )
         .env_remove("BRUME_ADMIN_PASSWORD")
+        .env("BRUME_RTSP_LISTEN", "off")
         .env_remove("BRUME_RUN_DIR")
         .env_remove("BRUME_CONFIG")
         .env_remove("BRUME_SHM_DIR")

@@ -19,6 +19,7 @@ mod publishers;
 mod push;
 mod recording;
 mod rtmp;
+mod rtsp;
 mod shutdown;
 mod systemd;
 mod triggers;

@@ -26,6 +26,7 @@ fn notifies_systemd_ready_watchdog_and_stopping() {
         .arg(dir.join("brume.json"))
         .args(["--listen", &format!("127.0.0.1:{port}"), "--rtmp", "off"])
         .env("NOTIFY_SOCKET", &sock_path)
+        .env("BRUME_RTSP_LISTEN", "off")
         .env("WATCHDOG_USEC", "1000000")
         .env("BRUME_ADMIN_PASSWORD", "notify-test")
         .env(

@@ -39,6 +39,7 @@ impl FirstRun {
             .arg(dir.join("brume.json"))
             .args(["--listen", &format!("127.0.0.1:{port}"), "--rtmp", "off"])
             .env("BRUME_SHM_PREFIX", &prefix)
+            .env("BRUME_RTSP_LISTEN", "off")
             .env_remove("BRUME_ADMIN_PASSWORD")
             .env_remove("BRUME_SHM_DIR")
             .env_remove("BRUME_RUN_DIR")

@@ -8,6 +8,9 @@ pub const CONFIG: &str = "BRUME_CONFIG";
 pub const RUN_DIR: &str = "BRUME_RUN_DIR";
 /// The RTMP listen address given to `serve` (for the publish URLs the UI shows).
 pub const RTMP_LISTEN: &str = "BRUME_RTMP_LISTEN";
+/// The RTSP listen address: read by `serve` when `--rtsp` is not given, and set by it
+/// for its children (`off`: no RTSP).
+pub const RTSP_LISTEN: &str = "BRUME_RTSP_LISTEN";
 
 #[derive(Clone, Debug)]
 pub struct Env {

@@ -4,7 +4,8 @@
 //! the HTTP and RTMP listening sockets. For HTTP it reads the request head (with a
 //! deadline and a size limit) and routes it: media paths get a worker process forked
 //! from this one; everything else (API, UI) is handed to the controller with the
-//! socket. Every RTMP connection is forked into an RTMP input process.
+//! socket. Every RTMP connection is forked into an RTMP input process, every RTSP
+//! connection into an RTSP worker.
 //!
 //! As the connections' angel it keeps its own copy of every client socket: when a
 //! worker is killed or crashes while the client is still connected, a new worker is
@@ -35,6 +36,7 @@ struct Pending {
 enum Kind {
     Http,
     Rtmp,
+    Rtsp,
 }
 
 /// A connection a worker serves; the angel's copy of the socket keeps it open.
@@ -65,11 +67,22 @@ pub fn main(args: &[String]) -> Result<(), String> {
         }
         _ => None,
     };
+    // RTSP viewers: one worker per connection (worker::rtsp).
+    let rtsp_addr = crate::flag(args, "--rtsp");
+    let rtsp = match rtsp_addr {
+        Some(a) if a != "off" => {
+            let l = TcpListener::bind(a).map_err(|e| format!("RTSP {a}: {e}"))?;
+            l.set_nonblocking(true).map_err(|e| e.to_string())?;
+            Some(l)
+        }
+        _ => None,
+    };
     let conns = ConnTable::create(&env.ns).map_err(|e| e.to_string())?;
     let sigfd = signal_fd()?;
     tracing::info!(
         http = http_addr,
         rtmp = rtmp_addr.unwrap_or("off"),
+        rtsp = rtsp_addr.unwrap_or("off"),
         "listening"
     );
 
@@ -86,6 +99,7 @@ pub fn main(args: &[String]) -> Result<(), String> {
                     .unwrap_or(PollTimeout::MAX)
             })
             .unwrap_or(PollTimeout::NONE);
+        let rtsp_ready;
         let (sig_ready, http_ready, rtmp_ready, ready): (bool, bool, bool, Vec<bool>) = {
             let mut fds = vec![
                 PollFd::new(sigfd.as_fd(), PollFlags::POLLIN),
@@ -94,6 +108,10 @@ pub fn main(args: &[String]) -> Result<(), String> {
             if let Some(r) = &rtmp {
                 fds.push(PollFd::new(r.as_fd(), PollFlags::POLLIN));
             }
+            let rtsp_at = rtsp.as_ref().map(|r| {
+                fds.push(PollFd::new(r.as_fd(), PollFlags::POLLIN));
+                fds.len() - 1
+            });
             let base = fds.len();
             for p in &pending {
                 fds.push(PollFd::new(p.stream.as_fd(), PollFlags::POLLIN));
@@ -103,6 +121,7 @@ pub fn main(args: &[String]) -> Result<(), String> {
                 Err(e) => return Err(format!("poll: {e}")),
             }
             let is = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
+            rtsp_ready = rtsp_at.is_some_and(|i| is(&fds[i]));
             (
                 is(&fds[0]),
                 is(&fds[1]),
@@ -180,6 +199,22 @@ pub fn main(args: &[String]) -> Result<(), String> {
                         resumes: 0,
                     };
                     tracing::info!(peer = %peer, "RTMP connection");
+                    start(conn, &env, &conns, &mut workers, &peer.to_string());
+                }
+            }
+        }
+        if rtsp_ready {
+            if let Some(l) = &rtsp {
+                while let Ok((s, peer)) = l.accept() {
+                    let _ = s.set_nonblocking(false);
+                    let conn = Conn {
+                        kind: Kind::Rtsp,
+                        fd: OwnedFd::from(s),
+                        head: Vec::new(),
+                        slot: None,
+                        started: Instant::now(),
+                        resumes: 0,
+                    };
                     start(conn, &env, &conns, &mut workers, &peer.to_string());
                 }
             }
@@ -288,7 +323,7 @@ fn start(
     peer: &str,
 ) {
     let resume = conn.slot.is_some();
-    if conn.slot.is_none() && conn.kind == Kind::Http {
+    if conn.slot.is_none() && conn.kind != Kind::Rtmp {
         let ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
@@ -311,6 +346,7 @@ fn start(
                     crate::worker::serve_forked(env, conn.fd, &conn.head, conn.slot, resume)
                 }
                 Kind::Rtmp => crate::input::rtmp::serve_forked(env, conn.fd),
+                Kind::Rtsp => crate::worker::rtsp::serve_forked(env, conn.fd, conn.slot),
             };
             std::process::exit(code);
         }

@@ -22,6 +22,7 @@ brume: a crash-proof live-media appliance
 
 USAGE:
     brume serve [--config PATH] [--listen ADDR:PORT] [--rtmp ADDR:PORT|off]
+                [--rtsp ADDR:PORT|off]
         Run everything: controller, listeners, inputs. Creates PATH with a demo
         stream if it does not exist (see brume serve --help).
     brume devices
@@ -51,7 +52,7 @@ fn role_usage(role: &str) -> Option<&'static str> {
             "usage: brume controller\n    Internal role, started by brume serve: configuration, HTTP API, the inputs'\n    angel. Reads BRUME_CONFIG and BRUME_RUN_DIR.\n"
         }
         "listen" => {
-            "usage: brume listen --http ADDR:PORT [--rtmp ADDR:PORT|off]\n    Internal role, started by brume serve: owns the HTTP and RTMP ports.\n"
+            "usage: brume listen --http ADDR:PORT [--rtmp ADDR:PORT|off] [--rtsp ADDR:PORT|off]\n    Internal role, started by brume serve: owns the HTTP, RTMP and RTSP ports.\n"
         }
         "input" => "usage: brume input <stream>\n    Internal role, started by the controller: one stream's input.\n",
         "record" => {

@@ -31,6 +31,7 @@ const LISTENER_MAX_DELAY: Duration = Duration::from_millis(500);
 
 pub const USAGE: &str = "\
 usage: brume serve [--config PATH] [--listen ADDR:PORT] [--rtmp ADDR:PORT|off]
+                   [--rtsp ADDR:PORT|off]
     Run the appliance: the root angel starts the controller and the listener and
     restarts them when they die.
 
@@ -38,6 +39,9 @@ usage: brume serve [--config PATH] [--listen ADDR:PORT] [--rtmp ADDR:PORT|off]
                         demo stream if missing
     --listen ADDR:PORT  HTTP: API, web UI and media (default: 0.0.0.0:8080)
     --rtmp ADDR:PORT    RTMP ingest (default: 0.0.0.0:1935); off: none
+    --rtsp ADDR:PORT    RTSP viewers, rtsp://HOST:PORT/<stream> (default:
+                        BRUME_RTSP_LISTEN, else the configuration's \"rtsp\", else
+                        0.0.0.0:8554); off: none
     -h, --help          this text
 
     One brume serve per run directory (BRUME_RUN_DIR, default: run/ next to the
@@ -49,6 +53,7 @@ environment:
                           without it, the first visit asks for the setup code printed
                           at start (also in the run directory's setup-code file)
     BRUME_RUN_DIR         sockets, pid records and the lock of this appliance
+    BRUME_RTSP_LISTEN     the RTSP address when --rtsp is not given
     BRUME_LOG             error, warn, info (default), debug or trace
 ";
 
@@ -58,6 +63,8 @@ pub struct Options {
     pub config: PathBuf,
     pub listen: String,
     pub rtmp: String,
+    /// None: from the environment or the configuration.
+    pub rtsp: Option<String>,
 }
 
 impl Options {
@@ -67,6 +74,7 @@ impl Options {
             config: PathBuf::from("brume.json"),
             listen: "0.0.0.0:8080".into(),
             rtmp: "0.0.0.0:1935".into(),
+            rtsp: None,
         };
         let mut it = args.iter();
         while let Some(arg) = it.next() {
@@ -74,7 +82,7 @@ impl Options {
                 Some((n, v)) if n.starts_with("--") => (n, Some(v)),
                 _ => (arg.as_str(), None),
             };
-            if !matches!(name, "--config" | "--listen" | "--rtmp") {
+            if !matches!(name, "--config" | "--listen" | "--rtmp" | "--rtsp") {
                 return Err(if arg.starts_with('-') {
                     format!("unknown option {arg:?}")
                 } else {
@@ -94,6 +102,7 @@ impl Options {
             match name {
                 "--config" => o.config = PathBuf::from(value),
                 "--listen" => o.listen = value.to_string(),
+                "--rtsp" => o.rtsp = Some(value.to_string()),
                 _ => o.rtmp = value.to_string(),
             }
         }
@@ -133,6 +142,7 @@ pub fn main(options: Options) -> Result<(), String> {
     // child exists, whether or not it was needed.
     let password = env::take_secret(crate::controller::auth::PASSWORD_ENV);
     let has_password = crate::controller::auth::ensure_admin(&mut config, password)?;
+        rtsp,
     config.save(&config_path).map_err(|e| e.to_string())?;
 
     std::env::set_var(env::CONFIG, &config_path);
@@ -155,10 +165,19 @@ pub fn main(options: Options) -> Result<(), String> {
     let setup_code = if has_password {
         let _ = std::fs::remove_file(crate::controller::auth::setup_code_file(&run_dir));
         None
+    let rtsp = rtsp
+        .or_else(|| std::env::var(env::RTSP_LISTEN).ok())
+        .or_else(|| config.rtsp.clone())
+        .unwrap_or_else(|| "0.0.0.0:8554".into());
+    if rtsp != "off" {
+        std::net::TcpListener::bind(&rtsp)
+            .map_err(|e| format!("cannot listen for RTSP on {rtsp}: {e}"))?;
+    }
     } else {
         Some(crate::controller::auth::new_setup_code(&run_dir)?)
     };
 
+    std::env::set_var(env::RTSP_LISTEN, &rtsp);
     let host = listen.replace("0.0.0.0", "localhost");
     println!("Brume is running. Open http://{host}/ (API: http://{host}/api/v1/)");
     if let Some(code) = &setup_code {
@@ -203,6 +222,8 @@ pub fn main(options: Options) -> Result<(), String> {
         }
         // Reap every exited child (ours or adopted orphans).
         loop {
+                "--rtsp".into(),
+                rtsp,
             let mut status = 0;
             // SAFETY: plain waitpid on any child with a valid status pointer.
             let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
@@ -663,4 +684,6 @@ mod tests {
             assert!(e.contains(named), "{bad:?}: {e}");
         }
     }
+            "--rtsp=127.0.0.1:2",
 }
+        assert_eq!(o.rtsp.as_deref(), Some("127.0.0.1:2"));

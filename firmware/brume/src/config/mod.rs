@@ -32,6 +32,10 @@ pub struct Config {
     pub gpio: Option<Gpio>,
     /// Streams sent to other servers, by name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    /// The RTSP server's address (`"0.0.0.0:8554"`, `"off"`), read when `brume serve`
+    /// starts, unless its `--rtsp` option or `BRUME_RTSP_LISTEN` says otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtsp: Option<String>,
     pub pushes: BTreeMap<String, Push>,
     /// Host names and origins the API accepts besides the board's own.
     #[serde(default, skip_serializing_if = "Http::is_default")]
@@ -351,6 +355,7 @@ impl Default for Config {
             http: Http::default(),
         }
     }
+            rtsp: None,
 }
 
 impl Config {
@@ -374,6 +379,11 @@ impl Config {
                 "recording.segment_s",
                 "must be 10..=86400 seconds",
             ));
+        if let Some(a) = &self.rtsp {
+            if a != "off" && a.parse::<std::net::SocketAddr>().is_err() {
+                return Err(field_err("rtsp", "ADDR:PORT, such as 0.0.0.0:8554, or off"));
+            }
+        }
         }
         self.http.validate()?;
         if let Some(d) = &self.recording.dir {

@@ -12,6 +12,7 @@ mod hls;
 mod http;
 mod jpeg;
 mod progressive;
+pub mod rtsp;
 
 use crate::env::Env;
 use brume_shm::{ConnTable, Read, Reader};
@@ -101,26 +102,46 @@ impl Conn {
         stream: &str,
         protocol: &'static str,
     ) -> std::io::Result<bool> {
+        let ua = req.header("user-agent").unwrap_or("").to_string();
+        match self.gate(env, &req.path, &ua, stream, protocol) {
+            Ok(()) => Ok(true),
+            Err(gate::Refusal::Missing) => {
+                self.respond(Response::error(404, &format!("no stream named {stream:?}")))?;
+                Ok(false)
+            }
+            Err(gate::Refusal::Denied(_)) => {
+                self.respond(Response::error(
+                    403,
+                    &format!("access to {stream:?} denied"),
+                ))?;
+                Ok(false)
+            }
+        }
+    }
+
+    /// The viewer gate for any protocol, without an answer: Err when the viewer is
+    /// refused (or the stream does not exist: no handler runs for it). Fires
+    /// `connection.opened` once when admitted.
+    fn gate(
+        &mut self,
+        env: &Env,
+        path: &str,
+        ua: &str,
+        stream: &str,
+        protocol: &'static str,
+    ) -> Result<(), gate::Refusal> {
         let ip = self.peer_ip();
         if self.policy.is_none() {
             self.policy = Some(gate::policy(env));
         }
         if let Some(Some(policy)) = &self.policy {
-            let ua = req.header("user-agent").unwrap_or("");
-            match gate::ask(env, policy, stream, &ip, &req.path, ua, protocol) {
+            match gate::ask(env, policy, stream, &ip, path, ua, protocol) {
                 Ok(()) => {}
-                Err(gate::Refusal::Missing) => {
-                    self.respond(Response::error(404, &format!("no stream named {stream:?}")))?;
-                    return Ok(false);
-                }
                 Err(gate::Refusal::Denied(why)) => {
                     tracing::info!(stream, ip = %ip, reason = %why, "viewer refused");
-                    self.respond(Response::error(
-                        403,
-                        &format!("access to {stream:?} denied"),
-                    ))?;
-                    return Ok(false);
+                    return Err(gate::Refusal::Denied(why));
                 }
+                Err(missing) => return Err(missing),
             }
         }
         if self.opened.is_none() {
@@ -128,13 +149,13 @@ impl Conn {
                 &env.controller_socket(),
                 &serde_json::json!({
                     "event": "connection.opened", "stream": stream, "ip": ip,
-                    "protocol": protocol, "path": req.path.split('?').next().unwrap_or(""),
+                    "protocol": protocol, "path": path.split('?').next().unwrap_or(""),
                     "pid": std::process::id(),
                 }),
             );
             self.opened = Some((stream.to_string(), protocol, ip));
         }
-        Ok(true)
+        Ok(())
     }
 
     fn closed(&self, env: &Env) {

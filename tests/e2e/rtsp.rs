@@ -1,0 +1,418 @@
+//! The RTSP server: `rtsp://HOST:PORT/<stream>` seen by ffprobe and ffmpeg over TCP
+//! (interleaved) and UDP, and by a raw client that checks the protocol's fields
+//! (SDP, sequence numbers, timestamps, markers, sender reports).
+
+use crate::harness::{ffmpeg, wait_until, Server};
+use crate::media::{assert_h264_aac, run, Background};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn url(server: &Server, stream: &str) -> String {
+    format!("rtsp://127.0.0.1:{}/{stream}", server.rtsp_port)
+}
+
+/// Decodes `seconds` of `url` over `transport` with ffmpeg at `-v error`: asserts
+/// nothing is printed and returns the number of video frames decoded.
+fn decode(url: &str, transport: &str, seconds: u32) -> u64 {
+    let mut cmd = Command::new(ffmpeg());
+    cmd.args(["-nostdin", "-v", "error", "-rtsp_transport", transport]);
+    cmd.args(["-i", url, "-t", &seconds.to_string()]);
+    cmd.args(["-progress", "pipe:1", "-f", "null", "-"]);
+    let out = run(cmd, Duration::from_secs(60));
+    assert!(
+        out.success() && out.stderr.trim().is_empty(),
+        "decoding {url} over {transport} was not clean: exit {:?}, stderr:\n{}",
+        out.code,
+        out.stderr
+    );
+    out.stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("frame="))
+        .filter_map(|v| v.trim().parse().ok())
+        .max()
+        .unwrap_or(0)
+}
+
+#[test]
+fn demo_over_rtsp_tcp_and_udp() {
+    let server = Server::start(None);
+    server.login();
+    server.wait_live("demo", Duration::from_secs(30));
+    let u = url(&server, "demo");
+    assert_h264_aac(&u, 1280, 720, Some(48000));
+    for transport in ["tcp", "udp"] {
+        let frames = decode(&u, transport, 5);
+        assert!(frames >= 100, "{transport}: {frames} frames decoded in 5 s");
+    }
+}
+
+/// A minimal RTSP client on a raw socket.
+struct Client {
+    sock: TcpStream,
+    buf: Vec<u8>,
+    cseq: u32,
+}
+
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+enum Msg {
+    Reply(Reply),
+    Data(u8, Vec<u8>),
+}
+
+impl Client {
+    fn connect(port: u16) -> Client {
+        let sock = TcpStream::connect(("127.0.0.1", port)).expect("connect to RTSP");
+        sock.set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        Client {
+            sock,
+            buf: Vec::new(),
+            cseq: 0,
+        }
+    }
+
+    fn fill(&mut self) -> bool {
+        let mut b = [0u8; 65536];
+        match self.sock.read(&mut b) {
+            Ok(0) | Err(_) => false,
+            Ok(n) => {
+                self.buf.extend_from_slice(&b[..n]);
+                true
+            }
+        }
+    }
+
+    /// The next message; None at the end of the connection.
+    fn next(&mut self) -> Option<Msg> {
+        loop {
+            if self.buf.first() == Some(&b'$') && self.buf.len() >= 4 {
+                let len = usize::from(u16::from_be_bytes([self.buf[2], self.buf[3]]));
+                if self.buf.len() >= 4 + len {
+                    let ch = self.buf[1];
+                    let data = self.buf[4..4 + len].to_vec();
+                    self.buf.drain(..4 + len);
+                    return Some(Msg::Data(ch, data));
+                }
+            } else if let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&self.buf[..end]).into_owned();
+                let mut lines = head.lines();
+                let status_line = lines.next().unwrap_or("");
+                assert!(status_line.starts_with("RTSP/1.0 "), "{head}");
+                let status = status_line[9..12].parse().expect("status");
+                let headers: Vec<(String, String)> = lines
+                    .filter_map(|l| l.split_once(':'))
+                    .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
+                    .collect();
+                let len: usize = headers
+                    .iter()
+                    .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+                    .map(|(_, v)| v.parse().unwrap())
+                    .unwrap_or(0);
+                while self.buf.len() < end + 4 + len {
+                    assert!(self.fill(), "connection closed inside a body");
+                }
+                let body = String::from_utf8_lossy(&self.buf[end + 4..end + 4 + len]).into_owned();
+                self.buf.drain(..end + 4 + len);
+                return Some(Msg::Reply(Reply {
+                    status,
+                    headers,
+                    body,
+                }));
+            }
+            if !self.fill() {
+                return None;
+            }
+        }
+    }
+
+    fn request(&mut self, method: &str, uri: &str, headers: &[(&str, &str)]) -> Reply {
+        self.cseq += 1;
+        let mut r = format!("{method} {uri} RTSP/1.0\r\nCSeq: {}\r\n", self.cseq);
+        for (n, v) in headers {
+            r.push_str(&format!("{n}: {v}\r\n"));
+        }
+        r.push_str("\r\n");
+        self.sock.write_all(r.as_bytes()).expect("send a request");
+        loop {
+            match self.next().expect("a reply") {
+                Msg::Reply(rep) => {
+                    assert_eq!(
+                        rep.header("cseq"),
+                        Some(self.cseq.to_string().as_str()),
+                        "CSeq echoed"
+                    );
+                    return rep;
+                }
+                Msg::Data(..) => {}
+            }
+        }
+    }
+}
+
+#[test]
+fn protocol_fields_over_tcp_and_unknown_streams() {
+    let server = Server::start(None);
+    server.login();
+    server.wait_live("demo", Duration::from_secs(30));
+    let base = url(&server, "demo");
+
+    // Unknown stream: 404 to DESCRIBE, to ffprobe as well.
+    let mut c = Client::connect(server.rtsp_port);
+    let r = c.request("DESCRIBE", &url(&server, "nope"), &[]);
+    assert_eq!(r.status, 404);
+    let mut probe = Command::new(crate::harness::ffprobe());
+    probe.args(["-v", "error", &url(&server, "nope")]);
+    let out = run(probe, Duration::from_secs(30));
+    assert!(
+        !out.success() && out.stderr.contains("404"),
+        "{}",
+        out.stderr
+    );
+
+    let mut c = Client::connect(server.rtsp_port);
+    let r = c.request("OPTIONS", &base, &[]);
+    assert_eq!(r.status, 200);
+    for m in ["DESCRIBE", "SETUP", "PLAY", "TEARDOWN", "GET_PARAMETER"] {
+        assert!(r.header("public").unwrap_or("").contains(m), "Public: {m}");
+    }
+    let r = c.request("DESCRIBE", &base, &[("Accept", "application/sdp")]);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("application/sdp"));
+    let sdp = r.body;
+    for needle in [
+        "m=video 0 RTP/AVP 96",
+        "a=rtpmap:96 H264/90000",
+        "packetization-mode=1",
+        "profile-level-id=",
+        "sprop-parameter-sets=",
+        "m=audio 0 RTP/AVP 97",
+        "a=rtpmap:97 MPEG4-GENERIC/48000/",
+        "mode=AAC-hbr;sizelength=13;indexlength=3;indexdeltalength=3;config=",
+    ] {
+        assert!(sdp.contains(needle), "SDP lacks {needle:?}:\n{sdp}");
+    }
+    let controls: Vec<&str> = sdp
+        .lines()
+        .filter_map(|l| l.strip_prefix("a=control:"))
+        .filter(|c| *c != "*")
+        .collect();
+    assert_eq!(controls.len(), 2, "{sdp}");
+    let content_base = r
+        .headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("content-base"))
+        .map(|(_, v)| v.clone())
+        .expect("Content-Base");
+
+    let mut session = String::new();
+    for (i, ctl) in controls.iter().enumerate() {
+        let transport = format!("RTP/AVP/TCP;unicast;interleaved={}-{}", 2 * i, 2 * i + 1);
+        let mut h = vec![("Transport", transport.as_str())];
+        if !session.is_empty() {
+            h.push(("Session", session.as_str()));
+        }
+        let r = c.request("SETUP", &format!("{content_base}{ctl}"), &h);
+        assert_eq!(r.status, 200, "SETUP {ctl}");
+        assert!(
+            r.header("transport").unwrap().contains(&format!(
+                "interleaved={}-{}",
+                2 * i,
+                2 * i + 1
+            )),
+            "{:?}",
+            r.header("transport")
+        );
+        session = r
+            .header("session")
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_string();
+    }
+    let r = c.request("PLAY", &base, &[("Session", &session)]);
+    assert_eq!(r.status, 200);
+    let info = r.header("rtp-info").expect("RTP-Info").to_string();
+    assert_eq!(info.matches("seq=").count(), 2, "{info}");
+
+    // 4 s of packets: per channel, sequence numbers without a gap, one timestamp
+    // per access unit (video frames ~33 ms apart at 90 kHz), markers at the ends of
+    // access units, and sender reports about every second.
+    let mut last_seq: [Option<u16>; 2] = [None, None];
+    let mut packets = [0u32; 2];
+    let mut reports: [Vec<(u64, u32)>; 2] = [Vec::new(), Vec::new()];
+    let mut video_ts: Vec<u32> = Vec::new();
+    let mut last_marker_ts: Option<u32> = None;
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(4) {
+        let Some(Msg::Data(ch, p)) = c.next() else {
+            continue;
+        };
+        let track = usize::from(ch / 2);
+        assert!(track < 2 && p.len() >= 8 && p[0] >> 6 == 2, "channel {ch}");
+        if ch % 2 == 1 {
+            assert_eq!(p[1], 200, "a sender report first");
+            let ntp = u64::from_be_bytes(p[8..16].try_into().unwrap());
+            let rtp = u32::from_be_bytes(p[16..20].try_into().unwrap());
+            reports[track].push((ntp, rtp));
+            continue;
+        }
+        assert!(p.len() <= 1400, "packet of {} bytes", p.len());
+        packets[track] += 1;
+        let seq = u16::from_be_bytes([p[2], p[3]]);
+        if let Some(l) = last_seq[track] {
+            assert_eq!(seq, l.wrapping_add(1), "track {track}: sequence gap");
+        }
+        last_seq[track] = Some(seq);
+        let ts = u32::from_be_bytes(p[4..8].try_into().unwrap());
+        if track == 0 {
+            assert_eq!(p[1] & 0x7f, 96);
+            if p[1] & 0x80 != 0 {
+                video_ts.push(ts);
+                last_marker_ts = Some(ts);
+            } else if let Some(m) = last_marker_ts {
+                assert_ne!(ts, m, "a packet after the marker with its timestamp");
+            }
+        } else {
+            assert_eq!(p[1], 0x80 | 97, "AAC: one AU per packet, marker set");
+        }
+    }
+    assert!(packets[0] > 50 && packets[1] > 50, "packets {packets:?}");
+    assert!(
+        video_ts.len() >= 60,
+        "{} video frames in 4 s",
+        video_ts.len()
+    );
+    let deltas: Vec<u32> = video_ts
+        .windows(2)
+        .map(|w| w[1].wrapping_sub(w[0]))
+        .collect();
+    // The demo runs at 30 fps (a loaded machine drops frames: gaps of whole frames).
+    let mut sorted = deltas.clone();
+    sorted.sort_unstable();
+    let median = sorted[sorted.len() / 2];
+    assert!(
+        (2990..=3010).contains(&median) && deltas.iter().all(|d| *d > 0 && *d < 90_000),
+        "video timestamp steps (90 kHz, 30 fps): {deltas:?}"
+    );
+    for (track, clock) in [(0usize, 90_000f64), (1, 48_000f64)] {
+        let r = &reports[track];
+        assert!(
+            (3..=6).contains(&r.len()),
+            "track {track}: {} reports in 4 s",
+            r.len()
+        );
+        // Between two reports, RTP time advances as much as NTP time.
+        let (n0, t0) = r[0];
+        let (n1, t1) = r[r.len() - 1];
+        let wall = (n1 - n0) as f64 / 4_294_967_296.0;
+        let media = f64::from(t1.wrapping_sub(t0)) / clock;
+        assert!(
+            (media - wall).abs() < 0.1,
+            "track {track}: {wall} s of wall clock, {media} s of RTP time"
+        );
+    }
+    // Both tracks map one wall clock to their RTP times: measured from the RTP times
+    // RTP-Info gives for the play's start, their media times at one NTP time agree
+    // (what a client syncs audio and video by).
+    let starts: Vec<u32> = info
+        .split(',')
+        .map(|t| {
+            t.split(';')
+                .find_map(|p| p.trim().strip_prefix("rtptime="))
+                .and_then(|v| v.parse().ok())
+                .expect("rtptime in RTP-Info")
+        })
+        .collect();
+    let media_at = |track: usize, clock: f64| {
+        let (n, t) = reports[track][reports[track].len() - 1];
+        let media = f64::from(t.wrapping_sub(starts[track])) / clock;
+        (n as f64 / 4_294_967_296.0, media)
+    };
+    let (wall_v, media_v) = media_at(0, 90_000.0);
+    let (wall_a, media_a) = media_at(1, 48_000.0);
+    let skew = (media_v - media_a) - (wall_v - wall_a);
+    assert!(
+        skew.abs() < 0.005,
+        "audio/video mapping differs by {skew} s"
+    );
+
+    let r = c.request("GET_PARAMETER", &base, &[("Session", &session)]);
+    assert_eq!(r.status, 200);
+    let r = c.request("TEARDOWN", &base, &[("Session", &session)]);
+    assert_eq!(r.status, 200);
+    while c.next().is_some() {}
+}
+
+#[test]
+fn rtmp_published_stream_over_rtsp_and_a_killed_worker() {
+    let server = Server::start(Some(
+        r#"{"streams":{"cam":{"source":{"type":"rtmp","key":"s3cret"}}}}"#,
+    ));
+    let mut c = Command::new(ffmpeg());
+    c.args(["-nostdin", "-hide_banner", "-loglevel", "warning", "-re"]);
+    c.args(["-f", "lavfi", "-i", "testsrc=size=640x360:rate=25"]);
+    c.args(["-f", "lavfi", "-i", "sine=f=1000:sample_rate=44100"]);
+    c.args(["-t", "60", "-c:v", "libx264", "-preset", "ultrafast"]);
+    c.args([
+        "-tune",
+        "zerolatency",
+        "-g",
+        "25",
+        "-c:a",
+        "aac",
+        "-f",
+        "flv",
+    ]);
+    c.arg(format!(
+        "rtmp://127.0.0.1:{}/live/cam?key=s3cret",
+        server.rtmp_port
+    ));
+    server.login();
+    let _publisher = Background::spawn(c, &server.dir.join("publisher.log"));
+    server.wait_live("cam", Duration::from_secs(30));
+    let u = url(&server, "cam");
+    assert_h264_aac(&u, 640, 360, Some(44100));
+    let frames = decode(&u, "tcp", 4);
+    assert!(frames >= 75, "{frames} frames in 4 s at 25 fps");
+
+    // A killed RTSP worker: the connection ends (RTP state is not resumed); a new
+    // connection plays again.
+    let before = server.pids_of("worker");
+    let mut c = Client::connect(server.rtsp_port);
+    let r = c.request("DESCRIBE", &u, &[]);
+    assert_eq!(r.status, 200);
+    let worker = wait_until(Duration::from_secs(5), "the RTSP worker", || {
+        server
+            .pids_of("worker")
+            .into_iter()
+            .find(|p| !before.contains(p))
+    });
+    crate::harness::signal(worker, libc::SIGKILL);
+    let t = Instant::now();
+    while c.next().is_some() {
+        assert!(t.elapsed() < Duration::from_secs(5), "still connected");
+    }
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "the connection stayed open"
+    );
+    let frames = decode(&u, "udp", 3);
+    assert!(frames >= 50, "{frames} frames in 3 s after the kill");
+}
