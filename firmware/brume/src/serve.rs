@@ -121,6 +121,7 @@ pub fn main(options: Options) -> Result<(), String> {
         config: config_path,
         listen,
         rtmp,
+        rtsp,
     } = options;
     let config_path = std::path::absolute(&config_path).map_err(|e| e.to_string())?;
 
@@ -142,12 +143,20 @@ pub fn main(options: Options) -> Result<(), String> {
     // child exists, whether or not it was needed.
     let password = env::take_secret(crate::controller::auth::PASSWORD_ENV);
     let has_password = crate::controller::auth::ensure_admin(&mut config, password)?;
-        rtsp,
     config.save(&config_path).map_err(|e| e.to_string())?;
+    let rtsp = rtsp
+        .or_else(|| std::env::var(env::RTSP_LISTEN).ok())
+        .or_else(|| config.rtsp.clone())
+        .unwrap_or_else(|| "0.0.0.0:8554".into());
+    if rtsp != "off" {
+        std::net::TcpListener::bind(&rtsp)
+            .map_err(|e| format!("cannot listen for RTSP on {rtsp}: {e}"))?;
+    }
 
     std::env::set_var(env::CONFIG, &config_path);
     std::env::set_var(env::RUN_DIR, &run_dir);
     std::env::set_var(env::RTMP_LISTEN, &rtmp);
+    std::env::set_var(env::RTSP_LISTEN, &rtsp);
     let env = Env::from_env();
 
     // Leftovers of a previous run that was killed outright.
@@ -165,19 +174,10 @@ pub fn main(options: Options) -> Result<(), String> {
     let setup_code = if has_password {
         let _ = std::fs::remove_file(crate::controller::auth::setup_code_file(&run_dir));
         None
-    let rtsp = rtsp
-        .or_else(|| std::env::var(env::RTSP_LISTEN).ok())
-        .or_else(|| config.rtsp.clone())
-        .unwrap_or_else(|| "0.0.0.0:8554".into());
-    if rtsp != "off" {
-        std::net::TcpListener::bind(&rtsp)
-            .map_err(|e| format!("cannot listen for RTSP on {rtsp}: {e}"))?;
-    }
     } else {
         Some(crate::controller::auth::new_setup_code(&run_dir)?)
     };
 
-    std::env::set_var(env::RTSP_LISTEN, &rtsp);
     let host = listen.replace("0.0.0.0", "localhost");
     println!("Brume is running. Open http://{host}/ (API: http://{host}/api/v1/)");
     if let Some(code) = &setup_code {
@@ -201,6 +201,8 @@ pub fn main(options: Options) -> Result<(), String> {
                 listen,
                 "--rtmp".into(),
                 rtmp,
+                "--rtsp".into(),
+                rtsp,
             ],
         ),
     ];
@@ -222,8 +224,6 @@ pub fn main(options: Options) -> Result<(), String> {
         }
         // Reap every exited child (ours or adopted orphans).
         loop {
-                "--rtsp".into(),
-                rtsp,
             let mut status = 0;
             // SAFETY: plain waitpid on any child with a valid status pointer.
             let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
@@ -663,11 +663,13 @@ mod tests {
             "--listen=127.0.0.1:1",
             "--rtmp",
             "off",
+            "--rtsp=127.0.0.1:2",
         ]))
         .unwrap();
         assert_eq!(o.config, PathBuf::from("/x/b.json"));
         assert_eq!(o.listen, "127.0.0.1:1");
         assert_eq!(o.rtmp, "off");
+        assert_eq!(o.rtsp.as_deref(), Some("127.0.0.1:2"));
         let d = Options::parse(&[]).unwrap();
         assert_eq!(
             (d.listen.as_str(), d.rtmp.as_str()),
@@ -684,6 +686,4 @@ mod tests {
             assert!(e.contains(named), "{bad:?}: {e}");
         }
     }
-            "--rtsp=127.0.0.1:2",
 }
-        assert_eq!(o.rtsp.as_deref(), Some("127.0.0.1:2"));

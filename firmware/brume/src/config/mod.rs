@@ -30,12 +30,12 @@ pub struct Config {
     /// GPIO pins (buttons, LEDs) and the outputs' state bindings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpio: Option<Gpio>,
-    /// Streams sent to other servers, by name.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     /// The RTSP server's address (`"0.0.0.0:8554"`, `"off"`), read when `brume serve`
     /// starts, unless its `--rtsp` option or `BRUME_RTSP_LISTEN` says otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rtsp: Option<String>,
+    /// Streams sent to other servers, by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub pushes: BTreeMap<String, Push>,
     /// Host names and origins the API accepts besides the board's own.
     #[serde(default, skip_serializing_if = "Http::is_default")]
@@ -351,11 +351,11 @@ impl Default for Config {
             recording: Recording::default(),
             triggers: Vec::new(),
             gpio: None,
+            rtsp: None,
             pushes: BTreeMap::new(),
             http: Http::default(),
         }
     }
-            rtsp: None,
 }
 
 impl Config {
@@ -374,16 +374,16 @@ impl Config {
         if self.version != 1 {
             return Err(field_err("version", "only version 1 is known"));
         }
-        if !(10..=86_400).contains(&self.recording.segment_s) {
-            return Err(field_err(
-                "recording.segment_s",
-                "must be 10..=86400 seconds",
-            ));
         if let Some(a) = &self.rtsp {
             if a != "off" && a.parse::<std::net::SocketAddr>().is_err() {
                 return Err(field_err("rtsp", "ADDR:PORT, such as 0.0.0.0:8554, or off"));
             }
         }
+        if !(10..=86_400).contains(&self.recording.segment_s) {
+            return Err(field_err(
+                "recording.segment_s",
+                "must be 10..=86400 seconds",
+            ));
         }
         self.http.validate()?;
         if let Some(d) = &self.recording.dir {
