@@ -30,6 +30,8 @@ pub const KEYS: usize = 256;
 /// Milliseconds of wall clock per keyframe number of `Header::key_base`: less than the
 /// writer's minimum spacing of indexed keyframes (`KEY_INDEX_MIN_US`).
 pub const KEY_BASE_MS: u64 = 800;
+/// 2025-01-01T00:00:00Z: where `Header::key_base` counts from.
+pub const KEY_BASE_EPOCH_MS: i64 = 1_735_689_600_000;
 
 pub const STATE_LIVE: u32 = 1;
 pub const STATE_ENDED: u32 = 2;
@@ -144,9 +146,11 @@ pub struct Header {
     /// Total payload bytes published (stats: bitrate).
     pub bytes: AtomicU64,
     /// The first keyframe number of every track, from the wall clock at creation
-    /// (`unix ms / KEY_BASE_MS`): numbers grow faster than keyframes are indexed, so a
-    /// stream's keyframe numbers (its HLS media sequence) keep growing when its buffer
-    /// is created anew (a publisher that comes back after the buffer ended).
+    /// (`(unix ms - KEY_BASE_EPOCH_MS) / KEY_BASE_MS`): numbers grow faster than
+    /// keyframes are indexed, so a stream's keyframe numbers (its HLS media sequence)
+    /// keep growing when its buffer is created anew (a publisher that comes back after
+    /// the buffer ended), and stay far below 2^31 for decades (players that keep the
+    /// media sequence in a 32-bit integer).
     pub key_base: AtomicU64,
     pub readers: [ReaderEntry; MAX_READERS],
 }

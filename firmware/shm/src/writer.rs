@@ -1,7 +1,8 @@
 //! The single writer of a stream segment (the stream's input process).
 
 use crate::layout::{
-    round_up, Layout, FLAG_KEY, KEY_BASE_MS, MAGIC, META_CAPACITY, STATE_ENDED, STATE_LIVE, VERSION,
+    round_up, Layout, FLAG_KEY, KEY_BASE_EPOCH_MS, KEY_BASE_MS, MAGIC, META_CAPACITY, STATE_ENDED,
+    STATE_LIVE, VERSION,
 };
 use crate::{copy_in, io_err, place, round8, sys, Error, Namespace, Result, Segment};
 use brume_format::{Frame, Track};
@@ -326,7 +327,7 @@ fn create(ns: &Namespace, stream: &str, layout: Layout) -> Result<Option<Segment
     h.data_capacity
         .store(layout.data_capacity, Ordering::Relaxed);
     h.key_base.store(
-        (unix_us() / 1000).max(0) as u64 / KEY_BASE_MS,
+        (unix_us() / 1000 - KEY_BASE_EPOCH_MS).max(0) as u64 / KEY_BASE_MS,
         Ordering::Relaxed,
     );
     h.magic.store(MAGIC, Ordering::Release);
