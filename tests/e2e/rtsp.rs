@@ -416,3 +416,87 @@ fn rtmp_published_stream_over_rtsp_and_a_killed_worker() {
     let frames = decode(&u, "udp", 3);
     assert!(frames >= 50, "{frames} frames in 3 s after the kill");
 }
+
+#[test]
+fn udp_reports_and_the_port_a_client_sends_from() {
+    use std::net::UdpSocket;
+    let server = Server::start(None);
+    server.login();
+    server.wait_live("demo", Duration::from_secs(30));
+    let base = url(&server, "demo");
+    // The ports the client names (RTP, RTCP), and the one it really receives on (as
+    // behind a NAT, where the mapped port differs from the named one).
+    let (named, named_rtcp) = loop {
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let p = a.local_addr().unwrap().port();
+        if p % 2 == 0 {
+            if let Ok(b) = UdpSocket::bind(("127.0.0.1", p + 1)) {
+                break (a, b);
+            }
+        }
+    };
+    let mapped = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for s in [&named, &named_rtcp, &mapped] {
+        s.set_read_timeout(Some(Duration::from_millis(5))).unwrap();
+    }
+    let port = named.local_addr().unwrap().port();
+
+    let mut c = Client::connect(server.rtsp_port);
+    let r = c.request("DESCRIBE", &base, &[]);
+    assert_eq!(r.status, 200);
+    let transport = format!("RTP/AVP;unicast;client_port={}-{}", port, port + 1);
+    let r = c.request(
+        "SETUP",
+        &format!("{base}/track1"),
+        &[("Transport", &transport)],
+    );
+    assert_eq!(r.status, 200);
+    let t = r.header("transport").unwrap().to_string();
+    assert!(
+        t.contains(&format!("client_port={}-{}", port, port + 1)),
+        "{t}"
+    );
+    let server_port: u16 = t
+        .split(';')
+        .find_map(|p| p.strip_prefix("server_port="))
+        .and_then(|v| v.split('-').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no server_port in {t}"));
+    assert_eq!(server_port % 2, 0, "RTP on an even port");
+    let session = r
+        .header("session")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    mapped
+        .send_to(
+            &[0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            ("127.0.0.1", server_port),
+        )
+        .unwrap();
+    let r = c.request("PLAY", &base, &[("Session", &session)]);
+    assert_eq!(r.status, 200);
+
+    let (mut at_mapped, mut reports) = (0, 0);
+    let start = Instant::now();
+    let mut b = [0u8; 2048];
+    while start.elapsed() < Duration::from_secs(3) {
+        if let Ok(n) = mapped.recv(&mut b) {
+            assert!(n > 12 && b[1] & 0x7f == 96, "RTP, payload type 96");
+            at_mapped += 1;
+        }
+        if let Ok(n) = named_rtcp.recv(&mut b) {
+            assert!(n >= 28 && b[1] == 200, "a sender report");
+            reports += 1;
+        }
+    }
+    assert!(
+        at_mapped >= 30,
+        "{at_mapped} packets at the port the client sent from"
+    );
+    assert!(reports >= 2, "{reports} sender reports in 3 s");
+    let r = c.request("TEARDOWN", &base, &[("Session", &session)]);
+    assert_eq!(r.status, 200);
+}

@@ -16,10 +16,13 @@
 //! * Session timeout: a UDP session with no request and no RTCP from the client for
 //!   60 s ends. Over TCP the connection itself tells: a client that stops reading
 //!   fails the writes after 10 s.
-//! * Behind NAT, UDP does not reach the client: the packets go to the client's
-//!   address as this server sees it (the NAT's) at the ports it asked for, which the
-//!   NAT has not opened. Clients then fall back to TCP (ffmpeg and VLC do after a few
-//!   seconds without packets) or must be told to use TCP.
+//! * Behind NAT, UDP reaches the client only if it sends first: the packets go to the
+//!   client's address as this server sees it (the NAT's), at the ports it asked for
+//!   until a packet from that address arrives on this worker's ports (ffmpeg sends
+//!   such packets after SETUP, most clients send RTCP receiver reports), then to the
+//!   port it came from (symmetric RTP). A client that sends nothing gets nothing
+//!   through the NAT; it falls back to TCP (ffmpeg and VLC do after several seconds
+//!   without packets) or must be told to use TCP.
 //! * A killed worker is not resumed (RTP state is not recorded): the listener closes
 //!   the connection, and the client reconnects as it would after any server restart.
 
@@ -152,10 +155,9 @@ fn serve(env: &Env, conn: &mut Conn) -> std::io::Result<()> {
             }
         }
         let s = session.as_mut().expect("session");
-        for st in &s.setups {
-            if let Some((rtp_sock, rtcp_sock, ..)) = &st.udp {
-                let mut b = [0u8; 1500];
-                while rtp_sock.recv(&mut b).is_ok() || rtcp_sock.recv(&mut b).is_ok() {
+        for st in &mut s.setups {
+            if let Some((rtp_sock, rtcp_sock, rtp_to, rtcp_to)) = &mut st.udp {
+                if heard(rtp_sock, rtp_to) | heard(rtcp_sock, rtcp_to) {
                     s.last_heard = Instant::now();
                 }
             }
@@ -491,6 +493,27 @@ fn setup(
             .header("Transport", reply_transport)
             .header("Session", id),
     )
+}
+
+/// Reads what the client sent to one of this track's UDP ports (RTCP receiver
+/// reports, the packets clients send to open a NAT's mapping). True if anything came
+/// from the client's address. Symmetric RTP: the packets go on to the port they came
+/// from, so a client behind a NAT that sends first receives at the NAT's mapped port
+/// rather than at the one it named (only from the RTSP connection's address, so a
+/// stranger cannot redirect the stream).
+fn heard(sock: &UdpSocket, to: &mut SocketAddr) -> bool {
+    let mut b = [0u8; 1500];
+    let mut any = false;
+    while let Ok((_, from)) = sock.recv_from(&mut b) {
+        if from.ip() == to.ip() {
+            any = true;
+            if from != *to {
+                tracing::debug!(from = %from, to = %to, "RTP destination follows the client's port");
+                *to = from;
+            }
+        }
+    }
+    any
 }
 
 /// Two UDP sockets on consecutive ports, the first even (RTP, RTCP), on `ip`.
