@@ -210,7 +210,8 @@ def lic_md5(srcdir, spec):
 
 
 def check_recipes():
-    bb = open(os.path.join(LAYER, "recipes-multimedia", "brume", "brume_git.bb")).read()
+    bb_path = glob.glob(os.path.join(LAYER, "recipes-multimedia", "brume", "brume_*.bb"))[0]
+    bb = open(bb_path).read()
     crates_inc = open(os.path.join(LAYER, "recipes-multimedia", "brume", "brume-crates.inc")).read()
     appl_path = glob.glob(os.path.join(LAYER, "recipes-core", "brume-appliance", "brume-appliance_*.bb"))[0]
     appl = open(appl_path).read()
@@ -231,9 +232,14 @@ def check_recipes():
     cargo_src = re.search(r'CARGO_SRC_DIR = "([^"]+)"', bb).group(1)
     result(os.path.isfile(os.path.join(ROOT, cargo_src, "Cargo.toml")),
            f"brume: CARGO_SRC_DIR {cargo_src} holds a Cargo.toml")
-    for f in re.findall(r"file://([\w.-]+)", re.search(r'SRC_URI = "(.*?)"', bb, re.S).group(1)):
-        result(os.path.isfile(os.path.join(LAYER, "recipes-multimedia", "brume", "files", f)),
-               f"brume: SRC_URI file {f} exists")
+    for f, params in re.findall(r"file://([\w./-]+)(;[^\s\\]*)?", re.search(r'SRC_URI \+?= "(.*?)"', bb, re.S).group(1)):
+        # The tree's own files (subdir=brume-src) are relative to the tree's root.
+        base = ROOT if "subdir=brume-src" in params else os.path.join(LAYER, "recipes-multimedia", "brume", "files")
+        result(os.path.exists(os.path.join(base, f)), f"brume: SRC_URI file {f} exists")
+    result("AUTOREV" not in bb and "git://" not in bb,
+           "brume: builds the checked-out tree (file://), not a branch head (AUTOREV)")
+    result("NO_GENERIC_LICENSE" not in bb and "${BRUME_CRATE_LICENSES}" in bb,
+           "brume: LICENSE includes the linked crates' licences (brume-licenses.inc)")
 
     unit = open(os.path.join(LAYER, "recipes-multimedia", "brume", "files", "brume.service")).read()
     directives = dict(re.findall(r"^(\w+)=(.*)$", unit, re.M))
@@ -259,18 +265,47 @@ def check_recipes():
     result(re.search(r"--groups video,audio,gpio\b", users) is not None and users.split()[-1] == "brume",
            "brume: system user brume in groups video, audio, gpio")
 
-    wks = open(os.path.join(LAYER, "wic", "brume-sdimage.wks")).read()
+    # oe-core wrynose finds wks files next to the image recipe or in <layer>/files/wic
+    # (its sanity check rejects <layer>/wic).
+    result(not os.path.exists(os.path.join(LAYER, "wic")), "meta-brume: no wic/ directory (wrynose's sanity check)")
+    wks = open(os.path.join(LAYER, "files", "wic", "brume-sdimage.wks")).read()
     parts = re.findall(r"^part (\S+) .*--label (\w+)", wks, re.M)
-    result(parts == [("/boot", "boot"), ("/", "root"), ("/data", "data")],
-           f"brume-sdimage.wks: boot, root, data partitions {parts}")
+    result(parts == [("/boot", "boot"), ("/", "root"), ("/data", "BRUMEDATA")],
+           f"brume-sdimage.wks: boot, root, BRUMEDATA partitions {parts}")
     result("--source bootimg_partition" in wks, "brume-sdimage.wks: wrynose's bootimg_partition plugin")
+    part_lines = [line for line in wks.splitlines() if line.startswith("part ")]
+    result(all("--no-fstab-update" in line and "--ondisk" not in line for line in part_lines),
+           "brume-sdimage.wks: fstab from base-files (--no-fstab-update), no device names")
+    diskid = re.search(r"^bootloader .*--diskid 0x([0-9a-f]{8})\b", wks, re.M)
+    cmdline = open(os.path.join(LAYER, "recipes-bsp", "bootfiles", "rpi-cmdline.bbappend")).read()
+    result(diskid is not None and f'PARTUUID={diskid.group(1)}-02"' in cmdline
+           and re.search(r'CMDLINE_ROOTFS:brumeos = ".*rootwait ro"', cmdline) is not None
+           and 'CMDLINE_CMA:brumeos = ""' in cmdline,
+           "cmdline.txt: root=PARTUUID of the wks's disk id, partition 2, ro; CMDLINE_CMA defined")
+    fstab = [line.split() for line in open(os.path.join(LAYER, "recipes-core", "base-files", "base-files", "fstab"))
+             if line.strip() and not line.startswith("#")]
+    by_mp = {f[1]: f for f in fstab}
+    result(by_mp.get("/data", [None])[0] == "LABEL=BRUMEDATA" and by_mp["/data"][5] == "2"
+           and "/boot" not in by_mp and not any("mmcblk" in f[0] for f in fstab)
+           and by_mp.get("/", [None, None, None, ""])[3] == "ro",
+           "fstab: / ro, LABEL=BRUMEDATA on /data checked at boot (pass 2), /boot not mounted, no mmcblk names")
+    basefiles = open(os.path.join(LAYER, "recipes-core", "base-files", "base-files_%.bbappend")).read()
+    result(re.search(r"install -d .*\$\{D\}/data$", basefiles, re.M) is not None,
+           "base-files: creates the /data mount point on the read-only root")
     grow = open(os.path.join(os.path.dirname(appl_path), "files", "brume-growdata.service")).read()
-    result("label-data.device" in grow and "Before=data.mount" in grow,
-           "brume-growdata.service: grows the partition labelled data before /data is mounted")
+    result("label-BRUMEDATA.device" in grow and "Before=data.mount" in grow,
+           "brume-growdata.service: grows the partition labelled BRUMEDATA before /data is mounted")
     image = open(os.path.join(LAYER, "recipes-core", "images", "brume-image.bb")).read()
     result('WKS_FILE = "brume-sdimage.wks"' in image and "read-only-rootfs" in image
            and all(p in image for p in ("brume-appliance", "avahi-daemon")),
            "brume-image: read-only root, the wks, brume-appliance and avahi")
+    code = "\n".join(line for line in image.splitlines() if not line.lstrip().startswith("#"))
+    result(re.search(r"^IMAGE_INSTALL = ", code, re.M) is not None and "packagegroup-base" not in code
+           and all(m in image for m in ("kernel-module-uvcvideo", "kernel-module-snd-usb-audio",
+                                        "kernel-module-bcm2835-codec")),
+           "brume-image: IMAGE_INSTALL named (no packagegroup-base), with the kernel modules Brume needs")
+    first = json.load(open(os.path.join(os.path.dirname(appl_path), "files", "brume.json")))
+    result(first.get("streams") == {}, "brume-appliance: the first configuration runs no stream (no demo around the clock)")
 
 
 def main():

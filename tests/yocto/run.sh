@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
 # Offline checks of the Yocto layer (yocto/meta-brume), the kas files (yocto/kas) and
-# the board profiles (board/). No Yocto build: the layers' sources are not reachable.
+# the board profiles (board/). No Yocto build (toolchain, kernel and firmware sources are
+# not reachable), but a BitBake parse and task graph on the real layers:
 #   * oelint-adv --release wrynose on every recipe (clean, except the generated
 #     brume-crates.inc's own spacing);
-#   * brume-crates.inc equals the one regenerated from Cargo.lock;
+#   * brume-crates.inc equals the one regenerated from Cargo.lock, brume-licenses.inc
+#     the licences of the crates linked into brume (licenses_inc.py);
 #   * every kas file validates against kas's JSON schema and resolves with kas's own
 #     loader (includes, lock file); the board kas files match the board profiles;
 #   * board profiles, LIC_FILES_CHKSUM md5s, the systemd units (systemd-analyze
 #     verify), the wks layout and the first-boot script;
 #   * the crates of brume-crates.inc fetch and sha256-verify with BitBake's own fetcher
-#     and brume builds for aarch64 --frozen --offline against only them (fetch.py).
+#     and brume builds for aarch64 --frozen --offline against only them (fetch.py);
+#   * the BitBake tier (bitbake.sh): BitBake 2.18 on the layers pinned in
+#     brume.lock.yml, from ../shared/yocto-layers: `bitbake -p` with 0 errors and
+#     `bitbake -g brume-image` with what the image needs and nothing it must not have.
+#     BRUME_YOCTO_BITBAKE=0 skips it (reported as a failure, never silently).
 # Run as root on Debian 12 or newer (installs python3-venv if needed; oelint-adv and
 # kas from PyPI into target/yocto-venv). Idempotent, no stdin.
 # Prints `N passed, M failed` and exits non-zero on any failure.
@@ -66,7 +72,7 @@ command -v systemd-analyze >/dev/null || apt_install systemd >/dev/null 2>&1 || 
 command -v cargo >/dev/null && cargo fetch --locked -q >/dev/null 2>&1 || true
 
 # ---------------------------------------------------------------- oelint-adv
-mapfile -t recipes < <(find yocto/meta-brume -name '*.bb' -o -name '*.bbappend' | sort)
+mapfile -t recipes < <(find yocto/meta-brume yocto/meta-brume-rauc -name '*.bb' -o -name '*.bbappend' | sort)
 lint=$("$venv/bin/oelint-adv" --quiet --release wrynose \
     --constantmods "+tests/yocto/oelint-constants.json" \
     --suppress oelint.vars.homepageping --hide info "${recipes[@]}" 2>&1)
@@ -85,6 +91,13 @@ if out=$("$venv/bin/python" tests/yocto/crates_inc.py --check 2>&1); then
 else
     printf '%s\n' "$out" | tail -40
     fail "brume-crates.inc does not match Cargo.lock (run tests/yocto/crates_inc.py)"
+fi
+
+if out=$("$venv/bin/python" tests/yocto/licenses_inc.py --check 2>&1); then
+    pass "$(printf '%s\n' "$out" | tail -1)"
+else
+    printf '%s\n' "$out" | tail -40
+    fail "brume-licenses.inc does not match Cargo.lock (run tests/yocto/licenses_inc.py)"
 fi
 
 # ---------------------------------------------------------------- kas, boards, recipes
@@ -117,7 +130,10 @@ echo "yocto: crates fetch + frozen build took $(($(date +%s) - t0)) s"
 
 # ---------------------------------------------------------------- systemd units, scripts
 units=(yocto/meta-brume/recipes-multimedia/brume/files/brume.service
-    yocto/meta-brume/recipes-core/brume-appliance/files/brume-growdata.service)
+    yocto/meta-brume/recipes-core/brume-appliance/files/brume-growdata.service
+    yocto/meta-brume/recipes-core/brume-appliance/files/brume-clock.service
+    yocto/meta-brume/recipes-core/brume-appliance/files/brume-clock-save.service
+    yocto/meta-brume/recipes-core/brume-appliance/files/brume-clock-save.timer)
 if command -v systemd-analyze >/dev/null; then
     for u in "${units[@]}"; do
         # The binaries are not installed here: only syntax and known directives count.
@@ -132,17 +148,60 @@ if command -v systemd-analyze >/dev/null; then
 else
     fail "systemd-analyze missing: cannot check the units"
 fi
-grow=yocto/meta-brume/recipes-core/brume-appliance/files/brume-growdata.sh
-if sh -n "$grow" && { ! command -v dash >/dev/null || dash -n "$grow"; }; then
-    pass "$(basename "$grow"): POSIX sh syntax"
+for sh_script in yocto/meta-brume/recipes-core/brume-appliance/files/brume-growdata.sh \
+    yocto/meta-brume/recipes-core/brume-appliance/files/brume-clock.sh; do
+    if sh -n "$sh_script" && { ! command -v dash >/dev/null || dash -n "$sh_script"; }; then
+        pass "$(basename "$sh_script"): POSIX sh syntax"
+    else
+        fail "$(basename "$sh_script"): syntax"
+    fi
+done
+# brume-clock: save, then restore sets nothing back (the clock is ahead of the file).
+clock_file=$(mktemp)
+if BRUME_CLOCK_FILE=$clock_file sh yocto/meta-brume/recipes-core/brume-appliance/files/brume-clock.sh save &&
+    [ "$(cat "$clock_file")" -ge "$(($(date +%s) - 5))" ] &&
+    BRUME_CLOCK_FILE=$clock_file sh yocto/meta-brume/recipes-core/brume-appliance/files/brume-clock.sh restore; then
+    pass "brume-clock: save writes the time, restore leaves a later clock alone"
 else
-    fail "$(basename "$grow"): syntax"
+    fail "brume-clock: save/restore"
 fi
+rm -f "$clock_file"
+# The mount units systemd makes from the layer's fstab: data.mount by label, checked
+# first (systemd-fsck@), and the units that order themselves around it verify with it.
+gen=/lib/systemd/system-generators/systemd-fstab-generator
+[ -x "$gen" ] || gen=/usr/lib/systemd/system-generators/systemd-fstab-generator
+gdir=$(mktemp -d)
+if [ -x "$gen" ] && SYSTEMD_FSTAB=yocto/meta-brume/recipes-core/base-files/base-files/fstab SYSTEMD_PROC_CMDLINE="" \
+    "$gen" "$gdir" "$gdir" "$gdir" >/dev/null 2>&1 && [ -f "$gdir/data.mount" ] &&
+    grep -qx 'What=/dev/disk/by-label/BRUMEDATA' "$gdir/data.mount" &&
+    grep -q '^Requires=systemd-fsck@dev-disk-by\\x2dlabel-BRUMEDATA.service' "$gdir/data.mount" &&
+    [ ! -e "$gdir/boot.mount" ]; then
+    pass "fstab -> systemd-fstab-generator: data.mount from LABEL=BRUMEDATA after its fsck, no boot.mount"
+else
+    fail "fstab -> systemd-fstab-generator: $(ls "$gdir" 2>&1 | tr '\n' ' ') $(cat "$gdir/data.mount" 2>/dev/null | grep -e What -e fsck | tr '\n' ' ')"
+fi
+rm -rf "$gdir"
 if "$venv/bin/python" -c 'import sys, xml.dom.minidom as m; m.parse(sys.argv[1])' \
     yocto/meta-brume/recipes-multimedia/brume/files/avahi-brume.xml 2>/dev/null; then
     pass "avahi-brume.xml: well-formed"
 else
     fail "avahi-brume.xml: not well-formed XML"
+fi
+
+# ---------------------------------------------------------------- BitBake
+if [ "${BRUME_YOCTO_BITBAKE:-1}" = 0 ]; then
+    fail "bitbake tier not run (BRUME_YOCTO_BITBAKE=0)"
+else
+    t0=$(date +%s)
+    out=$(tests/yocto/bitbake.sh "$venv" 2>&1)
+    printf '%s\n' "$out" | grep -v -e '^PASS: ' -e '^FAIL: ' | sed 's/^/  /'
+    passed=$((passed + $(printf '%s\n' "$out" | grep -c '^PASS: ')))
+    failed=$((failed + $(printf '%s\n' "$out" | grep -c '^FAIL: ')))
+    printf '%s\n' "$out" | grep -e '^PASS: ' -e '^FAIL: '
+    if ! grep -q -e '^PASS: ' -e '^FAIL: ' <<<"$out"; then
+        fail "tests/yocto/bitbake.sh ran no check"
+    fi
+    echo "yocto: bitbake tier took $(($(date +%s) - t0)) s"
 fi
 
 finish
