@@ -68,13 +68,18 @@ impl I420 {
         use zune_jpeg::zune_core::colorspace::ColorSpace;
         use zune_jpeg::zune_core::options::DecoderOptions;
         let opts = DecoderOptions::default().jpeg_set_out_colorspace(ColorSpace::YCbCr);
-        let mut dec = zune_jpeg::JpegDecoder::new_with_options(data, opts);
-        let pixels = dec
-            .decode()
-            .map_err(|e| Error::InvalidArgument(format!("JPEG decoding: {e:?}")))?;
-        let (w, h) = dec
-            .dimensions()
-            .ok_or_else(|| Error::InvalidArgument("JPEG without dimensions".into()))?;
+        // The decoder may panic on a hostile or corrupt frame (an arithmetic overflow in
+        // its IDCT, found by tests/fuzz): that is a bad frame, not a dead input.
+        let decoded = std::panic::catch_unwind(|| {
+            let mut dec = zune_jpeg::JpegDecoder::new_with_options(data, opts);
+            let pixels = dec.decode();
+            (pixels, dec.dimensions())
+        });
+        let (pixels, dimensions) =
+            decoded.map_err(|_| Error::InvalidArgument("JPEG decoding: a corrupt frame".into()))?;
+        let pixels = pixels.map_err(|e| Error::InvalidArgument(format!("JPEG decoding: {e:?}")))?;
+        let (w, h) =
+            dimensions.ok_or_else(|| Error::InvalidArgument("JPEG without dimensions".into()))?;
         check(pixels.len(), w * h * 3, "decoded JPEG")?;
         let mut pic = I420::new(w as u32, h as u32);
         let (cw, _) = pic.chroma_size();
@@ -131,5 +136,12 @@ mod tests {
             .sum();
         assert!(diff / (64 * 48) < 8, "mean luma error {}", diff / (64 * 48));
         assert!(I420::from_jpeg(b"not a jpeg").is_err());
+    }
+
+    #[test]
+    fn a_jpeg_that_overflows_the_decoders_idct_is_an_error() {
+        // Found by tests/fuzz (target jpeg): the decoder panicked (multiply overflow).
+        let jpg = include_bytes!("regressions/jpeg-idct-overflow.jpg");
+        assert!(I420::from_jpeg(jpg).is_err());
     }
 }
