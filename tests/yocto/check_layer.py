@@ -173,6 +173,10 @@ def check_boards(merged_kas):
 
 # ------------------------------------------------------------------ recipes and files
 VENDOR = "${CARGO_VENDORING_DIRECTORY}/"
+# oe-core's licence texts, as the BitBake tier checks them out (tests/yocto/bitbake.sh).
+COMMON = "${COMMON_LICENSE_DIR}/"
+COMMON_DIR = os.path.join(ROOT, "target", "yocto-bb", "kas-work", "openembedded-core", "meta", "files",
+                          "common-licenses")
 
 
 def open_crate_file(path):
@@ -198,7 +202,12 @@ def lic_md5(srcdir, spec):
     name = parts[0][len("file://"):]
     begin, end = int(params.get("beginline", 0)), int(params.get("endline", 0))
     m = hashlib.md5()
-    f = open_crate_file(name[len(VENDOR):]) if name.startswith(VENDOR) else open(os.path.join(srcdir, name), "rb")
+    if name.startswith(COMMON):
+        f = open(os.path.join(COMMON_DIR, name[len(COMMON):]), "rb")
+    elif name.startswith(VENDOR):
+        f = open_crate_file(name[len(VENDOR):])
+    else:
+        f = open(os.path.join(srcdir, name), "rb")
     with f:
         for n, line in enumerate(f, 1):
             if begin and n < begin:
@@ -222,6 +231,10 @@ def check_recipes():
             if crate:
                 result(f'crate://crates.io/{crate.group(1).rsplit("-", 1)[0]}/{crate.group(1).rsplit("-", 1)[1]};' in crates_inc,
                        f"{name}: licence file's crate {crate.group(1)} is the one in Cargo.lock")
+            if spec.startswith("file://" + COMMON) and not os.path.isdir(COMMON_DIR):
+                print(f"note: {name}: {spec.split(';')[0]} not checked (oe-core not checked out yet: "
+                      "tests/yocto/bitbake.sh does it)")
+                continue
             try:
                 got, want = lic_md5(srcdir, spec)
                 result(got == want, f"{name}: LIC_FILES_CHKSUM {spec.split(';')[0]} md5 {got}"

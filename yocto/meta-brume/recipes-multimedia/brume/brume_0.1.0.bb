@@ -10,7 +10,10 @@ SECTION = "multimedia"
 # from Cargo.lock into brume-licenses.inc (tests/yocto/licenses_inc.py).
 require ${BPN}-licenses.inc
 LICENSE = "(MIT | Apache-2.0) & BSD-2-Clause & FDK-AAC & ${BRUME_CRATE_LICENSES}"
-LIC_FILES_CHKSUM = "file://Cargo.toml;beginline=16;endline=16;md5=86b31c7756a1a7962f28b62856ed4f05 \
+# The tree has no licence file of its own (Cargo.toml says "MIT OR Apache-2.0"): the
+# common texts, and fdk-aac's NOTICE from its crate.
+LIC_FILES_CHKSUM = "file://${COMMON_LICENSE_DIR}/MIT;md5=0835ade698e0bcf8506ecda2f7b4f302 \
+                    file://${COMMON_LICENSE_DIR}/Apache-2.0;md5=89aea4e17d99a7cacdbeed46a0096b10 \
                     file://${CARGO_VENDORING_DIRECTORY}/fdk-aac-sys-0.5.0/aac/NOTICE;md5=5985e1e12f4afa710d64ed7bfd291875"
 # H.264 and AAC encoders: as with ffmpeg or x264, accept with
 # LICENSE_FLAGS_ACCEPTED += "commercial_brume" once the patent terms are settled.
