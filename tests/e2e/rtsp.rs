@@ -500,3 +500,27 @@ fn udp_reports_and_the_port_a_client_sends_from() {
     let r = c.request("TEARDOWN", &base, &[("Session", &session)]);
     assert_eq!(r.status, 200);
 }
+
+#[test]
+fn viewer_gate_sees_rtsp_viewers_and_their_query() {
+    let server = Server::start(None);
+    server.login();
+    server.wait_live("demo", Duration::from_secs(30));
+    let gate = serde_json::json!({ "triggers": [ {
+        "event": "viewer.requested",
+        "handler": { "type": "exec", "timeout_ms": 5000, "default": "deny",
+                     "command": ["sh", "-c", "grep -q '\"protocol\":\"rtsp\".*token=good\\|token=good.*\"protocol\":\"rtsp\"' && echo allow || echo deny"] }
+    } ] });
+    let (st, v) = server.put("/api/v1/triggers", &gate.to_string());
+    assert_eq!(st, 200, "{v}");
+    let base = url(&server, "demo");
+    let mut c = Client::connect(server.rtsp_port);
+    assert_eq!(
+        c.request("DESCRIBE", &format!("{base}?token=bad"), &[])
+            .status,
+        403
+    );
+    let mut c = Client::connect(server.rtsp_port);
+    assert_eq!(c.request("DESCRIBE", &base, &[]).status, 403);
+    assert_h264_aac(&format!("{base}?token=good"), 1280, 720, Some(48000));
+}
