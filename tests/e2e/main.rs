@@ -9,8 +9,8 @@ mod media;
 
 mod api;
 mod camera;
-mod crosssite;
 mod crashes;
+mod crosssite;
 mod hostile;
 mod isolation;
 mod lifecycle;

@@ -94,7 +94,6 @@ impl Http {
     }
 }
 
-
 /// Recording to local storage (fragmented MP4 files).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
