@@ -1,7 +1,7 @@
 // Brume's web UI in a real browser: Debian's Chromium, driven by playwright-core,
 // against a real `brume serve` (BRUME_BIN, default target/debug/brume) on loopback with
-// a fresh configuration. One run walks what a new owner does: first-run password,
-// log out and in, create a synthetic stream and an RTMP one, see the live thumbnail,
+// a fresh configuration. One run walks what a new owner does: first-run password with
+// the setup code brume printed (a wrong code is refused), log out and in, create a synthetic stream and an RTMP one, see the live thumbnail,
 // watch the stream in the page (the video advances and paints a real picture), make a
 // mistake in the editor and read the error next to the field, export the
 // configuration, try a bad import, record the stream and play the file in the page, set
@@ -37,6 +37,8 @@ let tmp = null;
 let userDir = null;
 let page = null;
 let hooks = null;
+let setupCode = null;
+let studioKey = 'studio-key-1';
 const prefix = `brumebrowser${process.pid}`;
 
 function log(msg) {
@@ -105,7 +107,8 @@ async function startServer() {
   fs.writeFileSync(config, '{"streams":{}}\n');
   const httpPort = await freePort();
   const rtmpPort = await freePort();
-  const env = { ...process.env, BRUME_SHM_PREFIX: prefix };
+  // No RTSP port: 8554 may be taken on a test machine.
+  const env = { ...process.env, BRUME_SHM_PREFIX: prefix, BRUME_RTSP_LISTEN: 'off' };
   for (const k of ['BRUME_ADMIN_PASSWORD', 'BRUME_CONFIG', 'BRUME_RUN_DIR', 'BRUME_SHM_DIR']) delete env[k];
   const logFile = path.join(tmp, 'serve.log');
   const out = fs.openSync(logFile, 'a');
@@ -190,7 +193,10 @@ async function main() {
   if (!(await step('brume serve starts without an admin password', async () => {
     await startServer();
     const log = serverLog();
-    check(log.includes('to set the admin password'), `serve did not say how to set the password:\n${log}`);
+    check(log.includes('to set the admin password with the setup code'), `serve did not say how to set the password:\n${log}`);
+    setupCode = fs.readFileSync(path.join(tmp, 'run', 'setup-code'), 'utf8').trim();
+    check(/^[A-Z0-9]{4}-[A-Z0-9]{4}-[A-Z0-9]{4}$/.test(setupCode), `setup code: ${setupCode}`);
+    check(log.includes(setupCode), 'the setup code is not in the output');
     check(!/Generated admin password/.test(log), 'serve generated a password');
   }))) return;
 
@@ -223,17 +229,40 @@ async function main() {
     check(r.status === 401, `GET /api/v1/streams answered ${r.status} before setup`);
     const login = await apiInPage(page, 'POST', '/login', { password: 'anything-at-all' });
     check(login.status === 409, `login before setup answered ${login.status}`);
+    const hint = await page.locator('#setup-code-hint').textContent();
+    check(hint.includes('journalctl -u brume') && hint.includes('console'), `the page does not say where the code is: ${hint}`);
+  });
+
+  await step('a wrong setup code is refused at its field and sets nothing', async () => {
+    await page.fill('#setup-code', 'AAAA-BBBB-CCCC');
+    await page.fill('#setup-password', PASSWORD);
+    await page.fill('#setup-repeat', PASSWORD);
+    await page.click('#setup-form button[type=submit]');
+    const err = page.locator('#setup-form [data-field=code] .field-error');
+    await err.waitFor();
+    check(/wrong setup code/i.test(await err.textContent()), `message: ${await err.textContent()}`);
+    const r = await apiInPage(page, 'GET', '/setup');
+    check(r.body.needs_password === true, 'a wrong code set the password');
+    // Without a code, the page asks for it before calling the API.
+    await page.fill('#setup-code', '');
+    await page.click('#setup-form button[type=submit]');
+    check(/setup code/.test(await page.locator('#setup-form [data-field=code] .field-error').textContent()), 'no message for a missing code');
   });
 
   await step('a short password is refused with a message', async () => {
+    await page.fill('#setup-code', setupCode);
     await page.fill('#setup-password', 'short');
     await page.fill('#setup-repeat', 'short');
     await page.click('#setup-form button[type=submit]');
-    const msg = await page.locator('#setup-form .field-error').textContent();
+    const msg = await waitFor('the password message', 10_000, async () => {
+      const t = await page.locator('#setup-form .field-error').first().textContent();
+      return /8 characters/.test(t) && t;
+    });
     check(/8 characters/.test(msg), `message: ${msg}`);
   });
 
-  await step('setting the password opens the dashboard', async () => {
+  await step('setting the password with the setup code opens the dashboard', async () => {
+    await page.fill('#setup-code', setupCode.toLowerCase());
     await page.fill('#setup-password', PASSWORD);
     await page.fill('#setup-repeat', PASSWORD);
     await page.click('#setup-form button[type=submit]');
@@ -241,10 +270,11 @@ async function main() {
     check(await page.locator('#nav').isVisible(), 'no navigation after setup');
     const r = await apiInPage(page, 'GET', '/setup');
     check(r.body.needs_password === false, 'setup still needed');
-    const again = await apiInPage(page, 'POST', '/setup', { password: 'another-password' });
+    const again = await apiInPage(page, 'POST', '/setup', { password: 'another-password', code: setupCode });
     check(again.status === 409, `a second setup answered ${again.status}`);
     const onDisk = JSON.parse(fs.readFileSync(path.join(tmp, 'brume.json'), 'utf8'));
     check(/^\$argon2id\$/.test(onDisk.admin?.password_hash || ''), 'no argon2id hash in the config file');
+    check(!fs.existsSync(path.join(tmp, 'run', 'setup-code')), 'the setup code outlived the first run');
   });
 
   await step('log out, then log in (a wrong password is refused)', async () => {
@@ -302,7 +332,7 @@ async function main() {
     check(r.body.config.always_on === false, 'not on demand');
   });
 
-  await step('RTMP source shows the publish URL and key', async () => {
+  await step('RTMP source shows the publish URL and key, and the key once after saving', async () => {
     await page.click('#new-stream');
     await page.waitForSelector('#stream-form');
     await page.fill('#f-name', 'studio');
@@ -313,7 +343,16 @@ async function main() {
     check(urls.includes(want), `publish URLs ${JSON.stringify(urls)} lack ${want}`);
     check(urls.includes('studio?key=studio-key-1'), `no OBS stream key in ${JSON.stringify(urls)}`);
     await page.click('#save');
+    await page.waitForSelector('#key-once');
+    const once = await page.locator('#key-once input').evaluateAll((els) => els.map((e) => e.value));
+    check(once.includes('studio-key-1') && once.includes(want), `the saved key is not shown once: ${JSON.stringify(once)}`);
+    check((await page.locator('#key-once button', { hasText: 'Copy' }).count()) >= 2, 'no copy buttons');
+    await page.click('#key-done');
     await page.waitForSelector('.card[data-stream=studio] .state[data-state=waiting]');
+    const r = await apiInPage(page, 'GET', '/streams/studio');
+    check(r.body.config.source.key === '…', `GET /streams/studio shows the key: ${JSON.stringify(r.body.config.source)}`);
+    const all = await apiInPage(page, 'GET', '/streams');
+    check(!JSON.stringify(all.body).includes('studio-key-1'), 'GET /streams shows the key');
     check((await page.locator('.card[data-stream=studio] .placeholder').textContent()).includes('Waiting for a publisher'), 'no placeholder');
   });
 
@@ -401,6 +440,7 @@ async function main() {
     const cfg = JSON.parse(fs.readFileSync(file, 'utf8'));
     check(cfg.streams.cam.source.width === 320 && cfg.streams.studio.source.type === 'rtmp', `exported: ${JSON.stringify(cfg)}`);
     check(!('admin' in cfg) && !JSON.stringify(cfg).includes('argon2'), 'the export carries the password hash');
+    check(cfg.streams.studio.source.key === '…' && !JSON.stringify(cfg).includes(studioKey), 'the export carries a publish key');
   });
 
   await step('a bad import is refused with the field, and changes nothing', async () => {
@@ -412,6 +452,40 @@ async function main() {
     check(msg.includes('streams.cam.source.width'), `message: ${msg}`);
     const r = await apiInPage(page, 'GET', '/config');
     check(r.body.streams.cam.source.width === 320, 'the configuration changed');
+  });
+
+  await step('importing the export keeps the hidden publish keys', async () => {
+    const file = path.join(OUT, 'exported-config.json');
+    await page.setInputFiles('#import-file', file);
+    await waitFor('the import message', 10_000, async () => (await page.locator('#config-message').textContent()).startsWith('Imported'));
+    const onDisk = JSON.parse(fs.readFileSync(path.join(tmp, 'brume.json'), 'utf8'));
+    check(onDisk.streams.studio.source.key === studioKey, `the import changed the key to ${onDisk.streams.studio.source.key}`);
+  });
+
+  await step('the editor hides the key of a saved stream and shows a new one once (copy button)', async () => {
+    await page.goto(`${base}/#/edit/studio`);
+    await page.waitForSelector('#stream-form');
+    check((await page.locator('#key-hidden').textContent()) === '••••', 'the key is not hidden');
+    const before = await page.locator('.publish input').evaluateAll((els) => els.map((e) => e.value));
+    check(before.every((u) => !u.includes(studioKey)) && before.some((u) => u.includes('key=••••')), `publish URLs: ${JSON.stringify(before)}`);
+    await page.click('#new-key');
+    await waitFor('the new key', 10_000, async () => (await page.locator('#key-message').textContent()).includes('New key made'));
+    const onDisk = JSON.parse(fs.readFileSync(path.join(tmp, 'brume.json'), 'utf8'));
+    const fresh = onDisk.streams.studio.source.key;
+    check(fresh && fresh !== studioKey, 'no new key on disk');
+    const after = await page.locator('.publish input').evaluateAll((els) => els.map((e) => e.value));
+    check(after.includes(fresh) && after.includes(`rtmp://127.0.0.1:${server.rtmpPort}/live/studio?key=${fresh}`), `the new key is not shown: ${JSON.stringify(after)}`);
+    studioKey = fresh;
+    await page.locator('.publish .copy', { hasText: 'Stream key (shown once)' }).locator('button').click();
+    // Saving the form keeps the key it never saw.
+    await page.click('#save');
+    await page.waitForSelector('#streams');
+    const saved = JSON.parse(fs.readFileSync(path.join(tmp, 'brume.json'), 'utf8'));
+    check(saved.streams.studio.source.key === fresh, 'saving the editor changed the key');
+    await page.goto(`${base}/#/watch/studio`);
+    await page.waitForSelector('#urls input');
+    const urls = await page.locator('#urls input').evaluateAll((els) => els.map((e) => e.value));
+    check(urls.some((u) => u.endsWith('/live/studio?key=••••')) && !urls.some((u) => u.includes(fresh)), `watch page URLs: ${JSON.stringify(urls)}`);
   });
 
   await step('record cam from the Recordings page, play the file in the page, delete it (screenshot)', async () => {
@@ -582,11 +656,11 @@ async function main() {
     await page.fill('#p-url', 'http://example.invalid/live/key');
     await page.click('#p-save');
     await page.locator('[data-field=url] .field-error').waitFor();
-    await page.fill('#p-url', `rtmp://127.0.0.1:${server.rtmpPort}/live/studio?key=studio-key-1`);
+    await page.fill('#p-url', `rtmp://127.0.0.1:${server.rtmpPort}/live/studio?key=${studioKey}`);
     await page.click('#p-save');
     const row = page.locator('.push-row[data-push=relay]');
     await page.waitForSelector('.push-row[data-push=relay][data-state=stopped]');
-    check(!(await row.textContent()).includes('studio-key-1'), 'the stream key is shown');
+    check(!(await row.textContent()).includes(studioKey), 'the stream key is shown');
     await row.locator('button.start-stop').click();
     await page.waitForSelector('.push-row[data-push=relay][data-state=pushing]', { timeout: 20_000 });
     await waitFor('studio to go live from the push', 20_000, async () => (await apiInPage(page, 'GET', '/streams/studio')).body.status.state === 'live');

@@ -61,7 +61,11 @@ function build(view, { editing, stream, system, devices, go }) {
   const cfg = stream ? stream.config : { source: { ...NEW_TESTSRC }, always_on: false, idle_timeout_s: 30 };
   const src = cfg.source;
   const t = src.type === 'testsrc' ? src : NEW_TESTSRC;
-  const rtmpKey = src.type === 'rtmp' ? src.key : randomKey();
+  // An existing RTMP stream's key is never sent to the page (the API answers "…"):
+  // it stays as it is unless a new one is made, which is shown once.
+  const keyHidden = Boolean(editing) && src.type === 'rtmp';
+  let shownKey = null; // a key made while this page is open
+  const rtmpKey = keyHidden ? '' : randomKey();
 
   const formError = h('p', { class: 'form-error', role: 'alert', hidden: true });
   const nameInput = h('input', { type: 'text', value: editing || '', autocomplete: 'off', spellcheck: 'false', placeholder: 'e.g. garden' });
@@ -113,11 +117,32 @@ function build(view, { editing, stream, system, devices, go }) {
   // RTMP fields.
   const key = h('input', { type: 'text', value: rtmpKey, autocomplete: 'off', spellcheck: 'false' });
   const publish = h('div', { class: 'publish' });
-  const rtmpBox = h('div', { class: 'source-box', dataset: { source: 'rtmp' } },
-    h('div', { class: 'row key-row' },
-      field('source.key', 'Stream key', key, 'Anyone with the key can publish to this stream. 4 to 128 of A-Z a-z 0-9 - _ . ~'),
-      h('button', { type: 'button', class: 'small', onclick: () => { key.value = randomKey(); showPublish(); } }, 'New key')),
-    publish);
+  const keyMessage = h('p', { class: 'hint', id: 'key-message', role: 'status' });
+  const newKeyBtn = h('button', { type: 'button', class: 'small', id: 'new-key' }, 'New key');
+  const keyBox = keyHidden
+    ? h('div', { class: 'field', dataset: { field: 'source.key' } },
+      h('span', { class: 'copy-label' }, 'Stream key'),
+      h('div', { class: 'row key-row' }, h('code', { id: 'key-hidden' }, '••••'), newKeyBtn),
+      h('p', { class: 'hint' }, 'The key was shown once, when it was made. A new key replaces it: publishers with the old key are refused when they next connect.'),
+      keyMessage)
+    : h('div', { class: 'row key-row' },
+      field('source.key', 'Stream key', key, 'Anyone with the key can publish to this stream. 4 to 128 of A-Z a-z 0-9 - _ . ~. It is shown here until the stream is saved, then never again.'),
+      h('button', { type: 'button', class: 'small', onclick: () => { key.value = randomKey(); showPublish(); } }, 'New key'));
+  const rtmpBox = h('div', { class: 'source-box', dataset: { source: 'rtmp' } }, keyBox, publish);
+  newKeyBtn.addEventListener('click', async () => {
+    if (!confirm(`Make a new key for "${editing}"? Publishers with the old key are refused when they next connect.`)) return;
+    newKeyBtn.disabled = true;
+    try {
+      const r = await api.post(`/streams/${encodeURIComponent(editing)}/key`);
+      shownKey = r.key;
+      keyMessage.textContent = 'New key made. Copy it now: it is not shown again.';
+      showPublish();
+    } catch (e) {
+      keyMessage.textContent = e.message;
+    } finally {
+      newKeyBtn.disabled = false;
+    }
+  });
   const port = system && 'rtmp_port' in system ? system.rtmp_port : 1935;
   const host = location.hostname.includes(':') ? `[${location.hostname}]` : location.hostname;
   function showPublish() {
@@ -127,12 +152,14 @@ function build(view, { editing, stream, system, devices, go }) {
       return;
     }
     const server = `rtmp://${host}:${port}/live`;
+    const k = keyHidden ? (shownKey || '••••') : key.value;
     clear(publish,
       h('h3', {}, 'Publish to'),
-      copyField('URL (ffmpeg, cameras)', `${server}/${name}?key=${key.value}`),
+      keyHidden && shownKey ? copyField('Stream key (shown once)', shownKey) : null,
+      copyField('URL (ffmpeg, cameras)', `${server}/${name}?key=${k}`),
       h('p', { class: 'hint' }, 'In OBS: Settings → Stream → Custom, with:'),
       copyField('OBS server', server),
-      copyField('OBS stream key', `${name}?key=${key.value}`));
+      copyField('OBS stream key', `${name}?key=${k}`));
   }
   key.addEventListener('input', showPublish);
   nameInput.addEventListener('input', showPublish);
@@ -224,7 +251,7 @@ function build(view, { editing, stream, system, devices, go }) {
     }
     const body = {
       source: raw || (type === 'rtmp'
-        ? { type: 'rtmp', key: key.value.trim() }
+        ? { type: 'rtmp', key: keyHidden ? '…' : key.value.trim() }
         : {
           type: 'testsrc',
           width: numberOf(w.value), height: numberOf(hgt.value), fps: numberOf(fps.value),
@@ -238,10 +265,12 @@ function build(view, { editing, stream, system, devices, go }) {
     if (procs.length) body.processes = procs;
     save.disabled = true;
     try {
-      if (editing) {
-        await api.put(`/streams/${encodeURIComponent(editing)}`, body);
-      } else {
-        await api.post('/streams', { name: nameInput.value.trim(), ...body });
+      const r = editing
+        ? await api.put(`/streams/${encodeURIComponent(editing)}`, body)
+        : await api.post('/streams', { name: nameInput.value.trim(), ...body });
+      if (r && r.key) {
+        showKeyOnce(view, r, go);
+        return;
       }
       go('#/');
     } catch (e) {
@@ -260,4 +289,27 @@ function build(view, { editing, stream, system, devices, go }) {
       showError(e);
     }
   });
+}
+
+/** After a save that made a publish key: the key and the publish URLs, this once. */
+function showKeyOnce(view, stream, go) {
+  const host = location.hostname.includes(':') ? `[${location.hostname}]` : location.hostname;
+  const box = h('div', { class: 'publish' });
+  api.get('/system').catch(() => ({})).then((system) => {
+    const port = system && 'rtmp_port' in system ? system.rtmp_port : 1935;
+    const server = `rtmp://${host}:${port}/live`;
+    const name = encodeURIComponent(stream.name);
+    clear(box,
+      copyField('Stream key', stream.key),
+      port === null ? h('p', { class: 'error' }, 'RTMP ingest is switched off on this board (brume serve --rtmp off).') : [
+        copyField('URL (ffmpeg, cameras)', `${server}/${name}?key=${stream.key}`),
+        h('p', { class: 'hint' }, 'In OBS: Settings → Stream → Custom, with:'),
+        copyField('OBS server', server),
+        copyField('OBS stream key', `${name}?key=${stream.key}`)]);
+  });
+  clear(view, h('section', { id: 'key-once' },
+    h('h1', {}, `${stream.name} is saved`),
+    h('p', {}, 'Its publish key is shown this once. Copy it now: Brume never shows it again (the editor can make a new one).'),
+    box,
+    h('div', { class: 'actions' }, h('button', { type: 'button', class: 'primary', id: 'key-done', onclick: () => go('#/') }, 'Done'))));
 }

@@ -54,7 +54,10 @@ export function watchView(root, { params, go }) {
     list.push(copyField('MJPEG (img tags, NVRs)', `${base}/${enc}.mjpg`, jpegNote && jpegNote.cloneNode(true)));
     if (type === 'rtmp') {
       const port = system && 'rtmp_port' in system ? system.rtmp_port : 1935;
-      list.push(copyField('RTMP publish (OBS, ffmpeg)', port === null ? 'RTMP ingest is off' : `rtmp://${host}:${port}/live/${enc}?key=${key}`));
+      // The key is never sent back after the call that made it (the editor makes a new one).
+      const shown = key && key !== '…' ? key : '••••';
+      list.push(copyField('RTMP publish (OBS, ffmpeg)', port === null ? 'RTMP ingest is off' : `rtmp://${host}:${port}/live/${enc}?key=${shown}`,
+        h('p', { class: 'hint' }, 'The key is shown once, when the stream is created or given a new key (Edit, then New key).')));
     }
     clear(urls, list);
   }
