@@ -206,6 +206,12 @@ EOF
     # whose packages do_rootfs installs are not known without a build.
     local ntarget
     ntarget=$(grep -v -c -e '-native$' -e '-cross' -e '^nativesdk-' -e '^gcc-source' -e '-crosssdk' <<<"$pns" || true)
+    # The recipes whose packages do_rootfs may install (it waits for their packages):
+    # the image's build and runtime closure, an upper bound of the root's content.
+    local nroot
+    nroot=$(grep -E '^"brume-image\.do_rootfs" -> "[^"]*\.do_package_write_[a-z]*"' "$B/task-depends.dot" |
+        sed 's/.*-> "\([^"]*\)\.do_.*/\1/' | sort -u | grep -c '' || true)
+    echo "  figures $m: do_rootfs waits for the packages of $nroot recipes"
     echo "  figures $m: parse ${t_parse} s ($([ "$cold" = 1 ] && echo cold || echo warm)), graph ${t_graph} s, $(grep -c '' <<<"$pns") recipes ($ntarget for the board), $ntasks tasks"
 }
 

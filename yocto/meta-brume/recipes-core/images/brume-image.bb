@@ -38,5 +38,6 @@ BRUME_KERNEL_MODULES:raspberrypi5 = "kernel-module-uvcvideo kernel-module-snd-us
 WKS_FILE = "brume-sdimage.wks"
 IMAGE_FSTYPES = "wic.bz2 wic.bmap"
 # The Raspberry Pi firmware boots the FAT partition (bootimg_partition): wic needs
-# neither GRUB nor systemd-boot, which oe-core builds for every aarch64 wic image.
-WKS_FILE_DEPENDS_BOOTLOADERS:aarch64 = ""
+# neither GRUB nor systemd-boot, which oe-core builds for every aarch64 wic image
+# (WKS_FILE_DEPENDS_BOOTLOADERS; the class sets WKS_FILE_DEPENDS with ??=).
+WKS_FILE_DEPENDS = "${WKS_FILE_DEPENDS_DEFAULT}"
