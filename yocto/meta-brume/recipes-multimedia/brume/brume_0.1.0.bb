@@ -12,6 +12,7 @@ require ${BPN}-licenses.inc
 LICENSE = "(MIT | Apache-2.0) & BSD-2-Clause & FDK-AAC & ${BRUME_CRATE_LICENSES}"
 # The tree has no licence file of its own (Cargo.toml says "MIT OR Apache-2.0"): the
 # common texts, and fdk-aac's NOTICE from its crate.
+# nooelint: oelint.var.licenseremotefile
 LIC_FILES_CHKSUM = "file://${COMMON_LICENSE_DIR}/MIT;md5=0835ade698e0bcf8506ecda2f7b4f302 \
                     file://${COMMON_LICENSE_DIR}/Apache-2.0;md5=89aea4e17d99a7cacdbeed46a0096b10 \
                     file://${CARGO_VENDORING_DIRECTORY}/fdk-aac-sys-0.5.0/aac/NOTICE;md5=5985e1e12f4afa710d64ed7bfd291875"
