@@ -41,6 +41,12 @@ impl Env {
     pub fn controller_socket(&self) -> PathBuf {
         self.run_dir.join("controller.sock")
     }
+
+    /// The listener's datagram socket: RTMP inputs report an accepted publisher and a
+    /// wrong publish key there.
+    pub fn listener_socket(&self) -> PathBuf {
+        self.run_dir.join("listen.sock")
+    }
 }
 
 pub fn default_run_dir(config: &std::path::Path) -> PathBuf {

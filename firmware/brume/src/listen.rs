@@ -10,26 +10,41 @@
 //! As the connections' angel it keeps its own copy of every client socket: when a
 //! worker is killed or crashes while the client is still connected, a new worker is
 //! forked on the same socket and resumes the stream where the old one stopped.
+//!
+//! It also caps what clients may hold (`limits` in the configuration): connections in
+//! all and per address, workers and RTMP inputs (7/8 of the connections, so request
+//! heads always find room), RTMP connections not yet publishing; and it refuses RTMP
+//! connections from an address that gave wrong publish keys too often. RTMP inputs
+//! report an accepted publisher and a wrong key on the listener's datagram socket.
 
+use crate::config::Limits;
 use crate::env::Env;
 use crate::handoff::{self, MAX_HEAD};
 use brume_shm::ConnTable;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{IpAddr, TcpListener, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};
 
-const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 /// Restarts of workers on one connection before the angel gives up on it.
 const MAX_RESUMES: u32 = 5;
+/// Wrong publish keys from one address within `KEY_WINDOW` that get it refused...
+const KEY_FAILURES: usize = 5;
+const KEY_WINDOW: Duration = Duration::from_secs(60);
+/// ... for this long.
+const KEY_REFUSAL: Duration = Duration::from_secs(60);
+/// Addresses remembered for the key rate limit (beyond it the oldest are forgotten).
+const KEY_ADDRESSES: usize = 4096;
 
 struct Pending {
     stream: TcpStream,
     head: Vec<u8>,
     deadline: Instant,
     peer: String,
+    ip: IpAddr,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -47,6 +62,216 @@ struct Conn {
     slot: Option<usize>,
     started: Instant,
     resumes: u32,
+    ip: Option<IpAddr>,
+    /// An RTMP input whose publisher was accepted (reported on the listener socket).
+    publishing: bool,
+}
+
+/// Refusals are logged once, then summed up at most every 10 s, so a flood of
+/// connections is not a flood of log lines.
+#[derive(Default)]
+struct Refusals {
+    last: Option<Instant>,
+    since: u64,
+}
+
+impl Refusals {
+    fn note(&mut self, ip: IpAddr, why: &str) {
+        self.since += 1;
+        if self
+            .last
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(10))
+        {
+            return;
+        }
+        tracing::warn!(peer = %ip, refused = self.since, reason = why, "connections refused");
+        self.last = Some(Instant::now());
+        self.since = 0;
+    }
+}
+
+/// Wrong publish keys per address, and the addresses refused for them.
+#[derive(Default)]
+struct KeyFailures {
+    failures: HashMap<IpAddr, VecDeque<Instant>>,
+    refused: HashMap<IpAddr, Instant>,
+}
+
+impl KeyFailures {
+    fn failed(&mut self, ip: IpAddr) {
+        let now = Instant::now();
+        if self.failures.len() >= KEY_ADDRESSES && !self.failures.contains_key(&ip) {
+            self.failures.retain(|_, v| {
+                v.back()
+                    .is_some_and(|t| now.duration_since(*t) < KEY_WINDOW)
+            });
+            if self.failures.len() >= KEY_ADDRESSES {
+                self.failures.clear();
+            }
+        }
+        let v = self.failures.entry(ip).or_default();
+        v.push_back(now);
+        while v
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= KEY_WINDOW)
+        {
+            v.pop_front();
+        }
+        if v.len() >= KEY_FAILURES {
+            self.failures.remove(&ip);
+            if self.refused.len() >= KEY_ADDRESSES {
+                self.refused.retain(|_, until| *until > now);
+            }
+            self.refused.insert(ip, now + KEY_REFUSAL);
+            tracing::warn!(
+                peer = %ip,
+                failures = KEY_FAILURES,
+                refused_s = KEY_REFUSAL.as_secs(),
+                "RTMP address refused after wrong publish keys"
+            );
+        }
+    }
+
+    fn is_refused(&mut self, ip: IpAddr) -> bool {
+        match self.refused.get(&ip) {
+            Some(until) if *until > Instant::now() => true,
+            Some(_) => {
+                self.refused.remove(&ip);
+                false
+            }
+            None => false,
+        }
+    }
+}
+
+/// Everything the listener holds for clients, and its caps.
+struct Held {
+    limits: Limits,
+    pending: Vec<Pending>,
+    workers: HashMap<i32, Conn>,
+    refusals: Refusals,
+    keys: KeyFailures,
+}
+
+impl Held {
+    /// Connections held from `ip`: heads being read, workers and RTMP inputs.
+    fn from(&self, ip: IpAddr) -> usize {
+        self.pending.iter().filter(|p| p.ip == ip).count()
+            + self.workers.values().filter(|c| c.ip == Some(ip)).count()
+    }
+
+    fn total(&self) -> usize {
+        self.pending.len() + self.workers.len()
+    }
+
+    /// RTMP inputs not publishing yet: in all, and from `ip`.
+    fn unauthenticated_rtmp(&self, ip: IpAddr) -> (usize, usize) {
+        let mut n = (0, 0);
+        for c in self.workers.values() {
+            if c.kind == Kind::Rtmp && !c.publishing {
+                n.0 += 1;
+                n.1 += usize::from(c.ip == Some(ip));
+            }
+        }
+        n
+    }
+
+    /// Takes a new HTTP connection within the caps: refused with 503 when its address
+    /// holds its share; when all connections are taken, the oldest unfinished request
+    /// head makes room (it had its chance), else the new one is refused.
+    fn admit_http(&mut self, s: TcpStream, ip: IpAddr, peer: String) {
+        if self.from(ip) >= self.limits.max_connections_per_address as usize {
+            self.refusals
+                .note(ip, "too many connections from this address");
+            return reject(s, 503, "too many connections from your address");
+        }
+        if self.total() >= self.limits.max_connections as usize {
+            let oldest = (0..self.pending.len()).min_by_key(|i| self.pending[*i].deadline);
+            match oldest {
+                Some(i) => {
+                    let old = self.pending.swap_remove(i);
+                    self.refusals.note(old.ip, "all connections taken");
+                    reject(old.stream, 503, "the server is busy; try again");
+                }
+                None => {
+                    self.refusals.note(ip, "all connections taken");
+                    return reject(s, 503, "the server is busy; try again");
+                }
+            }
+        }
+        let _ = s.set_nonblocking(true);
+        self.pending.push(Pending {
+            stream: s,
+            head: Vec::new(),
+            deadline: Instant::now() + self.limits.head_timeout(),
+            peer,
+            ip,
+        });
+    }
+
+    /// Whether a new RTMP connection from `ip` may have an input process.
+    fn admit_rtmp(&mut self, ip: IpAddr) -> bool {
+        let why = if self.keys.is_refused(ip) {
+            "wrong publish keys from this address"
+        } else if self.from(ip) >= self.limits.max_connections_per_address as usize {
+            "too many connections from this address"
+        } else if self.workers.len() >= self.limits.max_children()
+            || self.total() >= self.limits.max_connections as usize
+        {
+            "all connections taken"
+        } else if self.unauthenticated_rtmp(ip).0 >= self.limits.max_unauthenticated_rtmp as usize {
+            "too many RTMP connections not publishing yet"
+        } else if self.unauthenticated_rtmp(ip).1
+            >= self.limits.max_unauthenticated_rtmp_per_address()
+        {
+            "too many RTMP connections not publishing yet from this address"
+        } else {
+            return true;
+        };
+        self.refusals.note(ip, why);
+        false
+    }
+
+    /// Reports from RTMP inputs: `P<pid>` publishing, `K<ip>` a wrong key.
+    fn reports(&mut self, sock: &UnixDatagram) {
+        let mut buf = [0u8; 128];
+        while let Ok(n) = sock.recv(&mut buf) {
+            let text = std::str::from_utf8(&buf[1..n]).unwrap_or("");
+            match buf.first() {
+                Some(b'P') => {
+                    if let Some(c) = text
+                        .parse()
+                        .ok()
+                        .and_then(|pid: i32| self.workers.get_mut(&pid))
+                    {
+                        c.publishing = true;
+                    }
+                }
+                Some(b'K') => {
+                    if let Ok(ip) = text.parse() {
+                        self.keys.failed(ip);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Tells the listener that this RTMP input's publisher was accepted (best effort).
+pub fn report_publishing(env: &Env) {
+    report(env, format!("P{}", std::process::id()));
+}
+
+/// Tells the listener that `ip` gave a wrong publish key (best effort).
+pub fn report_wrong_key(env: &Env, ip: IpAddr) {
+    report(env, format!("K{ip}"));
+}
+
+fn report(env: &Env, msg: String) {
+    if let Ok(s) = UnixDatagram::unbound() {
+        let _ = s.send_to(msg.as_bytes(), env.listener_socket());
+    }
 }
 
 pub fn main(args: &[String]) -> Result<(), String> {
@@ -79,18 +304,39 @@ pub fn main(args: &[String]) -> Result<(), String> {
     };
     let conns = ConnTable::create(&env.ns).map_err(|e| e.to_string())?;
     let sigfd = signal_fd()?;
+    let limits = crate::config::Config::load(&env.config)
+        .map(|c| c.limits)
+        .unwrap_or_default();
+    Limits::set_current(limits.clone());
+    let report_path = env.listener_socket();
+    let _ = std::fs::remove_file(&report_path);
+    let reports =
+        UnixDatagram::bind(&report_path).map_err(|e| format!("{}: {e}", report_path.display()))?;
+    reports.set_nonblocking(true).map_err(|e| e.to_string())?;
+    // A descriptor kept in reserve: when the process runs out of descriptors, it is
+    // given up to accept (and refuse) one connection, so a full table never leaves
+    // the listening socket readable forever (a busy loop).
+    let mut spare = std::fs::File::open("/dev/null").ok();
     tracing::info!(
         http = http_addr,
         rtmp = rtmp_addr.unwrap_or("off"),
         rtsp = rtsp_addr.unwrap_or("off"),
+        max_connections = limits.max_connections,
+        per_address = limits.max_connections_per_address,
         "listening"
     );
 
-    let mut pending: Vec<Pending> = Vec::new();
-    let mut workers: HashMap<i32, Conn> = HashMap::new();
+    let mut held = Held {
+        limits,
+        pending: Vec::new(),
+        workers: HashMap::new(),
+        refusals: Refusals::default(),
+        keys: KeyFailures::default(),
+    };
     loop {
         let now = Instant::now();
-        let timeout = pending
+        let timeout = held
+            .pending
             .iter()
             .map(|p| p.deadline.saturating_duration_since(now))
             .min()
@@ -104,6 +350,7 @@ pub fn main(args: &[String]) -> Result<(), String> {
             let mut fds = vec![
                 PollFd::new(sigfd.as_fd(), PollFlags::POLLIN),
                 PollFd::new(http.as_fd(), PollFlags::POLLIN),
+                PollFd::new(reports.as_fd(), PollFlags::POLLIN),
             ];
             if let Some(r) = &rtmp {
                 fds.push(PollFd::new(r.as_fd(), PollFlags::POLLIN));
@@ -113,7 +360,7 @@ pub fn main(args: &[String]) -> Result<(), String> {
                 fds.len() - 1
             });
             let base = fds.len();
-            for p in &pending {
+            for p in &held.pending {
                 fds.push(PollFd::new(p.stream.as_fd(), PollFlags::POLLIN));
             }
             match poll(&mut fds, timeout) {
@@ -125,34 +372,35 @@ pub fn main(args: &[String]) -> Result<(), String> {
             (
                 is(&fds[0]),
                 is(&fds[1]),
-                rtmp.is_some() && is(&fds[2]),
+                rtmp.is_some() && is(&fds[3]),
                 fds[base..].iter().map(is).collect(),
             )
         };
+        // Publishers accepted and wrong keys, before new RTMP connections are counted.
+        held.reports(&reports);
 
         if sig_ready {
             let mut info = [0u8; 128];
             let _ = nix::unistd::read(&sigfd, &mut info);
             let signo = u32::from_ne_bytes([info[0], info[1], info[2], info[3]]) as i32;
             if signo == libc::SIGTERM || signo == libc::SIGINT {
-                tracing::info!(connections = workers.len(), "stopping");
-                for pid in workers.keys() {
+                tracing::info!(connections = held.workers.len(), "stopping");
+                for pid in held.workers.keys() {
                     // SAFETY: kill takes no pointers.
                     unsafe { libc::kill(*pid, libc::SIGTERM) };
                 }
                 return Ok(());
             }
-            reap(&mut workers, &conns, &env);
+            reap(&mut held.workers, &conns, &env);
         }
 
-        // Requests whose head is complete (or broken) leave `pending`.
-        let mut i = 0;
-        let mut ready = ready.into_iter();
-        while i < pending.len() {
-            let r = ready.next().unwrap_or(false);
-            let p = &mut pending[i];
+        // Requests whose head is complete (or broken) leave `pending`. Walked from
+        // the end, so removing one never moves another that is still to be looked at.
+        let now = Instant::now();
+        for i in (0..held.pending.len()).rev() {
+            let p = &mut held.pending[i];
             let mut done = None;
-            if r {
+            if ready.get(i).copied().unwrap_or(false) {
                 let mut buf = [0u8; 4096];
                 match p.stream.read(&mut buf) {
                     Ok(0) => done = Some(Route::Drop),
@@ -163,32 +411,49 @@ pub fn main(args: &[String]) -> Result<(), String> {
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                     Err(_) => done = Some(Route::Drop),
                 }
-            } else if p.deadline <= Instant::now() {
+            }
+            if done.is_none() && p.deadline <= now {
                 done = Some(Route::Reject(408, "request head not received in time"));
             }
-            match done {
-                None => i += 1,
-                Some(route) => {
-                    let p = pending.swap_remove(i);
-                    dispatch(p, route, &env, &conns, &mut workers);
-                }
+            if let Some(route) = done {
+                let p = held.pending.swap_remove(i);
+                dispatch(p, route, &env, &conns, &mut held);
             }
         }
 
         if http_ready {
-            while let Ok((s, peer)) = http.accept() {
-                let _ = s.set_nonblocking(true);
-                pending.push(Pending {
-                    stream: s,
-                    head: Vec::new(),
-                    deadline: Instant::now() + HEAD_TIMEOUT,
-                    peer: peer.to_string(),
-                });
+            loop {
+                match http.accept() {
+                    Ok((s, peer)) => held.admit_http(s, peer.ip(), peer.to_string()),
+                    Err(e) if out_of_descriptors(&e) => {
+                        drop(spare.take());
+                        if let Ok((s, peer)) = http.accept() {
+                            held.refusals.note(peer.ip(), "out of descriptors");
+                            reject(s, 503, "the server is busy; try again");
+                        }
+                        spare = std::fs::File::open("/dev/null").ok();
+                        break;
+                    }
+                    Err(_) => break,
+                }
             }
         }
         if rtmp_ready {
             if let Some(l) = &rtmp {
-                while let Ok((s, peer)) = l.accept() {
+                loop {
+                    let (s, peer) = match l.accept() {
+                        Ok(a) => a,
+                        Err(e) if out_of_descriptors(&e) => {
+                            drop(spare.take());
+                            drop(l.accept());
+                            spare = std::fs::File::open("/dev/null").ok();
+                            break;
+                        }
+                        Err(_) => break,
+                    };
+                    if !held.admit_rtmp(peer.ip()) {
+                        continue; // closed before anything was read or forked
+                    }
                     let _ = s.set_nonblocking(false);
                     let conn = Conn {
                         kind: Kind::Rtmp,
@@ -197,15 +462,24 @@ pub fn main(args: &[String]) -> Result<(), String> {
                         slot: None,
                         started: Instant::now(),
                         resumes: 0,
+                        ip: Some(peer.ip()),
+                        publishing: false,
                     };
                     tracing::info!(peer = %peer, "RTMP connection");
-                    start(conn, &env, &conns, &mut workers, &peer.to_string());
+                    start(conn, &env, &conns, &mut held.workers, &peer.to_string());
                 }
             }
         }
         if rtsp_ready {
             if let Some(l) = &rtsp {
                 while let Ok((s, peer)) = l.accept() {
+                    if held.from(peer.ip()) >= held.limits.max_connections_per_address as usize
+                        || held.workers.len() >= held.limits.max_children()
+                        || held.total() >= held.limits.max_connections as usize
+                    {
+                        held.refusals.note(peer.ip(), "RTSP: all connections taken");
+                        continue; // closed before anything was read or forked
+                    }
                     let _ = s.set_nonblocking(false);
                     let conn = Conn {
                         kind: Kind::Rtsp,
@@ -214,12 +488,18 @@ pub fn main(args: &[String]) -> Result<(), String> {
                         slot: None,
                         started: Instant::now(),
                         resumes: 0,
+                        ip: Some(peer.ip()),
+                        publishing: false,
                     };
-                    start(conn, &env, &conns, &mut workers, &peer.to_string());
+                    start(conn, &env, &conns, &mut held.workers, &peer.to_string());
                 }
             }
         }
     }
+}
+
+fn out_of_descriptors(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE))
 }
 
 enum Route {
@@ -260,13 +540,7 @@ fn route(head: &[u8]) -> Option<Route> {
     }
 }
 
-fn dispatch(
-    p: Pending,
-    route: Route,
-    env: &Env,
-    conns: &ConnTable,
-    workers: &mut HashMap<i32, Conn>,
-) {
+fn dispatch(p: Pending, route: Route, env: &Env, conns: &ConnTable, held: &mut Held) {
     match route {
         Route::Drop => {}
         Route::Reject(code, why) => {
@@ -281,6 +555,10 @@ fn dispatch(
                 reject(p.stream, 503, "the controller is restarting; try again");
             }
         }
+        Route::Worker if held.workers.len() >= held.limits.max_children() => {
+            held.refusals.note(p.ip, "all workers taken");
+            reject(p.stream, 503, "too many viewers; try again");
+        }
         Route::Worker => {
             let _ = p.stream.set_nonblocking(false);
             let conn = Conn {
@@ -290,8 +568,10 @@ fn dispatch(
                 slot: None,
                 started: Instant::now(),
                 resumes: 0,
+                ip: Some(p.ip),
+                publishing: false,
             };
-            start(conn, env, conns, workers, &p.peer);
+            start(conn, env, conns, &mut held.workers, &p.peer);
         }
     }
 }

@@ -110,6 +110,26 @@ impl Options {
     }
 }
 
+/// Raises the soft limit on open descriptors to the hard one, for this process and
+/// every child (systemd's soft default of 1,024 would let one client's connections
+/// exhaust the listener's descriptors; the listener's own caps stay far below this).
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit read and write one local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            let from = lim.rlim_cur;
+            lim.rlim_cur = lim.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
+                tracing::info!(from, to = lim.rlim_max, "raised the open-files limit");
+            }
+        }
+    }
+}
+
 pub fn main(options: Options) -> Result<(), String> {
     crate::logging::init("serve");
     // Taken with sigtimedwait from here on: a SIGHUP or SIGTERM during start-up waits
@@ -117,6 +137,7 @@ pub fn main(options: Options) -> Result<(), String> {
     let signals = block_signals();
     // Before any child is started: they must not inherit systemd's variables.
     let systemd = Notify::from_env();
+    raise_fd_limit();
     let Options {
         config: config_path,
         listen,

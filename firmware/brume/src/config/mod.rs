@@ -5,8 +5,10 @@
 //! Every other role only reads it.
 
 mod automation;
+mod limits;
 
 pub use automation::*;
+pub use limits::Limits;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -37,6 +39,9 @@ pub struct Config {
     /// Streams sent to other servers, by name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub pushes: BTreeMap<String, Push>,
+    /// Connection caps and deadlines against clients that hold resources.
+    #[serde(default, skip_serializing_if = "Limits::is_default")]
+    pub limits: Limits,
     /// Host names and origins the API accepts besides the board's own.
     #[serde(default, skip_serializing_if = "Http::is_default")]
     pub http: Http,
@@ -352,6 +357,7 @@ impl Default for Config {
             gpio: None,
             rtsp: None,
             pushes: BTreeMap::new(),
+            limits: Limits::default(),
             http: Http::default(),
         }
     }
@@ -385,6 +391,7 @@ impl Config {
             ));
         }
         self.http.validate()?;
+        self.limits.validate()?;
         if let Some(d) = &self.recording.dir {
             if d.is_empty() || d.len() > 1024 || d.contains('\0') {
                 return Err(field_err(

@@ -181,12 +181,19 @@ async fn run(state: Shared, sock: std::os::unix::net::UnixDatagram) -> Result<()
     let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
         .map_err(|e| e.to_string())?;
     tracing::info!(config = %state.env.config.display(), "controller ready");
+    let api_slots = ApiSlots::default();
     loop {
         tokio::select! {
             m = rx.recv() => match m {
                 Some(crate::handoff::Message::Connection { fd, head }) => {
                     let st = state.clone();
-                    tokio::spawn(async move { api::serve_connection(st, fd, head).await });
+                    match api_slots.take(&state, &fd) {
+                        Some(slot) => tokio::spawn(async move {
+                            api::serve_connection(st, fd, head).await;
+                            drop(slot);
+                        }),
+                        None => tokio::spawn(refuse_busy(fd)),
+                    };
                 }
                 Some(crate::handoff::Message::Demand { stream }) => supervisor::demand(&state, &stream),
                 Some(crate::handoff::Message::Log(line)) => crate::logging::remember(line),
@@ -208,6 +215,85 @@ async fn run(state: Shared, sock: std::os::unix::net::UnixDatagram) -> Result<()
     // Let the triggers deliver system.stop (bounded: serve waits for us).
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), events::drain(&state)).await;
     Ok(())
+}
+
+/// API connections being served, in all and per client address.
+#[derive(Clone, Default)]
+struct ApiSlots(Arc<Mutex<(usize, std::collections::HashMap<std::net::IpAddr, usize>)>>);
+
+/// One API connection's place in [`ApiSlots`], given back on drop.
+struct ApiSlot {
+    slots: ApiSlots,
+    ip: Option<std::net::IpAddr>,
+}
+
+impl ApiSlots {
+    /// A place for this connection, unless the controller serves `max_api_connections`
+    /// already, or a quarter of them for the same address.
+    fn take(&self, state: &Shared, fd: &std::os::fd::OwnedFd) -> Option<ApiSlot> {
+        let limits = state
+            .config
+            .lock()
+            .map(|c| c.limits.clone())
+            .unwrap_or_default();
+        let ip = std::os::fd::AsFd::as_fd(fd)
+            .try_clone_to_owned()
+            .ok()
+            .map(std::net::TcpStream::from)
+            .and_then(|s| s.peer_addr().ok())
+            .map(|a| a.ip());
+        let mut g = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let from = ip.and_then(|ip| g.1.get(&ip).copied()).unwrap_or(0);
+        if g.0 >= limits.max_api_connections as usize || from >= limits.max_api_per_address() {
+            tracing::warn!(peer = ?ip, "API connection refused: too many at once");
+            return None;
+        }
+        g.0 += 1;
+        if let Some(ip) = ip {
+            *g.1.entry(ip).or_default() += 1;
+        }
+        Some(ApiSlot {
+            slots: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for ApiSlot {
+    fn drop(&mut self) {
+        let mut g = self.slots.0.lock().unwrap_or_else(|e| e.into_inner());
+        g.0 = g.0.saturating_sub(1);
+        if let Some(ip) = self.ip {
+            if let Some(n) = g.1.get_mut(&ip) {
+                *n -= 1;
+                if *n == 0 {
+                    g.1.remove(&ip);
+                }
+            }
+        }
+    }
+}
+
+/// Answers 503 on a connection the controller has no room for, and closes it.
+async fn refuse_busy(fd: std::os::fd::OwnedFd) {
+    use tokio::io::AsyncWriteExt;
+    let s = std::net::TcpStream::from(fd);
+    if s.set_nonblocking(true).is_err() {
+        return;
+    }
+    let Ok(mut s) = tokio::net::TcpStream::from_std(s) else {
+        return;
+    };
+    let body = "{\"error\":\"too many API requests at once; try again\"}\n";
+    let reply = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: {}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        s.write_all(reply.as_bytes()),
+    )
+    .await;
 }
 
 /// Keeps the controller's resident memory small: large blocks (argon2's 7 MiB work

@@ -211,9 +211,18 @@ fn serve(env: &Env, conn: &mut Conn, resume: bool) -> std::io::Result<()> {
         return progressive::resume(env, conn);
     }
     let _ = conn.sock.set_read_timeout(Some(IDLE));
+    let idle = crate::config::Limits::current().keepalive_idle();
     loop {
-        let Some(req) = http::read_request(&mut conn.sock, &mut conn.buf)? else {
-            return Ok(()); // client closed between requests
+        // The next request head must be complete within `idle` of the last response:
+        // a total, so a client trickling bytes cannot hold the worker.
+        let mut head = Deadline {
+            sock: &conn.sock,
+            until: Instant::now() + idle,
+        };
+        let next = http::read_request(&mut head, &mut conn.buf);
+        let _ = conn.sock.set_read_timeout(Some(IDLE));
+        let Some(req) = next? else {
+            return Ok(()); // client closed between requests, or too slow
         };
         if !is_media_path(&req.path) {
             // A keep-alive client (a browser) reused this connection for the API or
@@ -239,6 +248,23 @@ fn serve(env: &Env, conn: &mut Conn, resume: bool) -> std::io::Result<()> {
         if done || !keep_alive {
             return Ok(());
         }
+    }
+}
+
+/// Reads from the socket until `until`, then times out.
+struct Deadline<'a> {
+    sock: &'a TcpStream,
+    until: Instant,
+}
+
+impl std::io::Read for Deadline<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let left = self.until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::ErrorKind::TimedOut.into());
+        }
+        self.sock.set_read_timeout(Some(left))?;
+        std::io::Read::read(&mut self.sock, buf)
     }
 }
 

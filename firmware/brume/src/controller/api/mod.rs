@@ -179,12 +179,64 @@ pub async fn serve_connection(state: Shared, fd: OwnedFd, head: Vec<u8>) {
         pos: 0,
         inner: stream,
     });
+    let body_timeout = state
+        .config
+        .lock()
+        .map(|c| c.limits.body_timeout())
+        .unwrap_or(Duration::from_secs(10));
     let app = router(state).layer(Extension(Peer(peer)));
-    let svc = hyper_util::service::TowerToHyperService::new(app);
+    let inner = hyper_util::service::TowerToHyperService::new(app);
+    // The body is read whole, within a total deadline from the hand-over, before the
+    // request is routed: a client trickling its body holds only its own task and only
+    // that long, and no handler ever waits on a client.
+    let deadline = tokio::time::Instant::now() + body_timeout;
+    let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+        let inner = inner.clone();
+        async move {
+            let (parts, body) = req.into_parts();
+            let read = axum::body::to_bytes(axum::body::Body::new(body), MAX_BODY);
+            let refused = match tokio::time::timeout_at(deadline, read).await {
+                Ok(Ok(bytes)) => {
+                    let req = hyper::Request::from_parts(parts, axum::body::Body::from(bytes));
+                    return hyper::service::Service::call(&inner, req).await;
+                }
+                Ok(Err(_)) if body_too_large(&parts.headers) => ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("the request body is over {} KiB", MAX_BODY / 1024),
+                ),
+                Ok(Err(_)) => ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "the request body could not be read (at most {} KiB)",
+                        MAX_BODY / 1024
+                    ),
+                ),
+                Err(_) => ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!(
+                        "the request body did not arrive within {} s",
+                        body_timeout.as_secs()
+                    ),
+                ),
+            };
+            Ok::<_, std::convert::Infallible>(refused.into_response())
+        }
+    });
     let conn = hyper::server::conn::http1::Builder::new()
         .keep_alive(false)
         .serve_connection(io, svc);
     let _ = tokio::time::timeout(Duration::from_secs(60), conn).await;
+}
+
+/// Largest request body (the whole configuration fits many times).
+const MAX_BODY: usize = 256 * 1024;
+
+fn body_too_large(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .is_some_and(|n| n > MAX_BODY)
 }
 
 /// The bytes the listener already read, then the socket.
