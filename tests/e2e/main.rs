@@ -21,6 +21,7 @@ mod recording;
 mod rtmp;
 mod rtsp;
 mod shutdown;
+mod slowclients;
 mod systemd;
 mod triggers;
 mod ui_api;
