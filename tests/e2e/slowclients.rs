@@ -603,14 +603,11 @@ fn try_publish(src: Ipv4Addr, port: u16, path: &str) -> Publish {
             Err(e) => return Publish::Closed(e.to_string()),
         };
         match client.receive(&buf[..n]) {
-            Ok(events) => {
-                for ev in events {
-                    match ev {
-                        PushEvent::Publishing => return Publish::Accepted,
-                        PushEvent::Rejected(why) => return Publish::Rejected(why),
-                    }
-                }
-            }
+            Ok(events) => match events.into_iter().next() {
+                Some(PushEvent::Publishing) => return Publish::Accepted,
+                Some(PushEvent::Rejected(why)) => return Publish::Rejected(why),
+                None => {}
+            },
             Err(e) => return Publish::Closed(e.to_string()),
         }
     }
