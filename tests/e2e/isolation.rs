@@ -9,9 +9,12 @@ use std::collections::{HashMap, HashSet};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+/// 100 viewers come from one address here (127.0.0.1): more than an address's
+/// default share of the listener's connections (64).
 const DEMO_AND_CAM: &str = r#"{"streams":{
   "demo":{"source":{"type":"testsrc","width":320,"height":180,"fps":15,"bitrate_kbps":300},"always_on":true},
-  "cam":{"source":{"type":"rtmp","key":"s3cret"}}}}"#;
+  "cam":{"source":{"type":"rtmp","key":"s3cret"}}},
+  "limits":{"max_connections_per_address":256}}"#;
 
 const DEMO_AND_GONE: &str = r#"{"streams":{
   "demo":{"source":{"type":"testsrc","width":320,"height":180,"fps":15,"bitrate_kbps":300},"always_on":true},
