@@ -306,7 +306,7 @@ wait_for() {
 }
 TOKEN=""
 login() {
-    TOKEN=$(curl -fsS -m 60 -X POST "$WEB/api/v1/login" -d "{\"password\":\"$PASSWORD\"}" 2>/dev/null |
+    TOKEN=$(curl -fsS -m 60 -X POST "$WEB/api/v1/login" -H "Content-Type: application/json" -d "{\"password\":\"$PASSWORD\"}" 2>/dev/null |
         python3 -c 'import json, sys; print(json.load(sys.stdin)["token"])' 2>/dev/null)
     [ -n "$TOKEN" ]
 }

@@ -193,7 +193,7 @@ wait_for() {
 }
 TOKEN=""
 login() {
-    TOKEN=$(curl -fsS -m 60 -X POST "$WEB/api/v1/login" -d "{\"password\":\"$HIL_PASSWORD\"}" 2>/dev/null | python3 -c 'import json, sys; print(json.load(sys.stdin)["token"])' 2>/dev/null)
+    TOKEN=$(curl -fsS -m 60 -X POST "$WEB/api/v1/login" -H "Content-Type: application/json" -d "{\"password\":\"$HIL_PASSWORD\"}" 2>/dev/null | python3 -c 'import json, sys; print(json.load(sys.stdin)["token"])' 2>/dev/null)
     [ -n "$TOKEN" ]
 }
 api() { curl -fsS -m 30 -H "Authorization: Bearer $TOKEN" "$WEB$1"; }
