@@ -265,11 +265,12 @@ function judge(r, output, media = 'video') {
   if (output === 'JPEG') {
     if (!(r.frames >= 1)) why.push('no picture decoded');
   } else {
-    // At least 60 % of the frames: a frozen picture fails, while the synthetic camera,
-    // which drops frames when this 2-core machine is busy, does not fail a player.
+    // At least 40 % of the frames: a frozen picture fails, while a player decoding four
+    // cells at once on this 2-core machine, or the synthetic camera dropping frames when
+    // it is busy, does not.
     // Frames the source itself dropped while the cell played are not expected.
     const lost = output === 'MJPEG' ? 0 : r.sourceDropped || 0;
-    const minFrames = Math.floor(0.6 * (rate(output, media) * (PLAY_S - 0.5) - lost));
+    const minFrames = Math.floor(0.4 * (rate(output, media) * (PLAY_S - 0.5) - lost));
     if (r.firstMs == null) why.push('no frame at all');
     else {
       if (!(r.advance >= PLAY_S - 0.5)) why.push(`position advanced ${fmt(r.advance)} s, not ${PLAY_S} s`);
@@ -293,8 +294,11 @@ function parseClock(s) {
   return m ? Number(m[1]) * 3600 + Number(m[2]) * 60 + Number(m[3]) : null;
 }
 
-/** A position track: first/last/max position, backwards jumps, first-frame time. */
-function track() {
+/**
+ * A position track: first/last/max position, backwards jumps (more than `tol` seconds
+ * back), first-frame time.
+ */
+function track(tol = 0.05) {
   return {
     n: 0, first: null, last: null, max: null, backwards: 0, backNote: '', t1: null, tl: null,
     add(pos, t) {
@@ -303,7 +307,7 @@ function track() {
       this.tl = t;
       if (pos == null) return;
       if (this.first == null) this.first = pos;
-      if (this.last != null && pos < this.last - 0.05) {
+      if (this.last != null && pos < this.last - tol) {
         this.backwards++;
         if (!this.backNote) this.backNote = `${this.last.toFixed(2)} → ${pos.toFixed(2)} s`;
       }
@@ -462,7 +466,10 @@ function vlcIdentity() {
 async function vlcPlay(u, output, { file, firstOnly = false } = {}) {
   const args = ['-I', 'rc', '--rc-fake-tty', '--no-dbus', '--vout=dummy', '--aout=dummy', '--no-video-title-show', '--no-sub-autodetect-file', u];
   const p = start('vlc', args, { stdin: 'pipe', asUser: vlcIdentity() || null });
-  const t = track();
+  // get_time is whole seconds: a step of one second back is its rounding (VLC's HLS
+  // position steps back ~1 s at some segment starts); loops are caught by the ffmpeg
+  // cells, which compare pictures.
+  const t = track(1.0);
   let displayed = 0;
   let decoded = 0;
   const mj = track();
