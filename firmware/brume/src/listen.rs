@@ -67,6 +67,22 @@ struct Conn {
     publishing: bool,
 }
 
+impl Conn {
+    /// A connection just accepted from `ip`, before its first worker.
+    fn new(kind: Kind, fd: OwnedFd, head: Vec<u8>, ip: IpAddr) -> Conn {
+        Conn {
+            kind,
+            fd,
+            head,
+            slot: None,
+            started: Instant::now(),
+            resumes: 0,
+            ip: Some(ip),
+            publishing: false,
+        }
+    }
+}
+
 /// Refusals are logged once, then summed up at most every 10 s, so a flood of
 /// connections is not a flood of log lines.
 #[derive(Default)]
@@ -455,16 +471,7 @@ pub fn main(args: &[String]) -> Result<(), String> {
                         continue; // closed before anything was read or forked
                     }
                     let _ = s.set_nonblocking(false);
-                    let conn = Conn {
-                        kind: Kind::Rtmp,
-                        fd: OwnedFd::from(s),
-                        head: Vec::new(),
-                        slot: None,
-                        started: Instant::now(),
-                        resumes: 0,
-                        ip: Some(peer.ip()),
-                        publishing: false,
-                    };
+                    let conn = Conn::new(Kind::Rtmp, OwnedFd::from(s), Vec::new(), peer.ip());
                     tracing::info!(peer = %peer, "RTMP connection");
                     start(conn, &env, &conns, &mut held.workers, &peer.to_string());
                 }
@@ -481,16 +488,7 @@ pub fn main(args: &[String]) -> Result<(), String> {
                         continue; // closed before anything was read or forked
                     }
                     let _ = s.set_nonblocking(false);
-                    let conn = Conn {
-                        kind: Kind::Rtsp,
-                        fd: OwnedFd::from(s),
-                        head: Vec::new(),
-                        slot: None,
-                        started: Instant::now(),
-                        resumes: 0,
-                        ip: Some(peer.ip()),
-                        publishing: false,
-                    };
+                    let conn = Conn::new(Kind::Rtsp, OwnedFd::from(s), Vec::new(), peer.ip());
                     start(conn, &env, &conns, &mut held.workers, &peer.to_string());
                 }
             }
@@ -561,16 +559,7 @@ fn dispatch(p: Pending, route: Route, env: &Env, conns: &ConnTable, held: &mut H
         }
         Route::Worker => {
             let _ = p.stream.set_nonblocking(false);
-            let conn = Conn {
-                kind: Kind::Http,
-                fd: OwnedFd::from(p.stream),
-                head: p.head,
-                slot: None,
-                started: Instant::now(),
-                resumes: 0,
-                ip: Some(p.ip),
-                publishing: false,
-            };
+            let conn = Conn::new(Kind::Http, OwnedFd::from(p.stream), p.head, p.ip);
             start(conn, env, conns, &mut held.workers, &p.peer);
         }
     }
