@@ -11,6 +11,7 @@ mod logging;
 mod push;
 mod recorder;
 mod serve;
+mod update;
 mod worker;
 
 use brume::{config, webhook};
@@ -102,7 +103,7 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         "--version" | "-V" | "version" => {
-            println!("brume {}", env!("CARGO_PKG_VERSION"));
+            println!("brume {}", update::version());
             return ExitCode::SUCCESS;
         }
         "--help" | "-h" | "help" => {

@@ -165,7 +165,7 @@ async fn run(state: Shared, sock: std::os::unix::net::UnixDatagram) -> Result<()
         &state,
         "system.start",
         None,
-        serde_json::json!({ "version": env!("CARGO_PKG_VERSION") }),
+        serde_json::json!({ "version": crate::update::version() }),
     );
     gpio::apply(&state);
     tokio::spawn(gpio::bindings(state.clone()));

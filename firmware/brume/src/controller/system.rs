@@ -75,7 +75,7 @@ pub fn status(config_dir: &std::path::Path, controller_uptime_s: u64) -> Value {
         })
     });
     json!({
-        "version": env!("CARGO_PKG_VERSION"),
+        "version": crate::update::version(),
         "uptime_s": uptime,
         "controller_uptime_s": controller_uptime_s,
         "load": load,
