@@ -101,12 +101,22 @@ fn inheritable_fds(pid: i32) -> Vec<(i32, String)> {
         .collect()
 }
 
-/// The processes of the server's tree holding its listening HTTP socket.
+/// The processes of the server's tree holding its listening HTTP socket, besides
+/// `serve` (which keeps the listening sockets for the appliance's whole life and
+/// passes them to each listener).
 fn listeners(server: &Server) -> Vec<i32> {
     let all = tcp_sockets();
+    let serve = server.serve_pid();
+    assert!(
+        tcp_of(serve, &all)
+            .iter()
+            .any(|t| t.listening && t.local_port == server.http_port),
+        "serve keeps the listening socket"
+    );
     server
         .tree()
         .iter()
+        .filter(|p| p.pid != serve)
         .filter(|p| {
             tcp_of(p.pid, &all)
                 .iter()

@@ -78,31 +78,58 @@ pub fn send_demand(to: &Path, stream: &str) -> std::io::Result<()> {
     send(to, &payload, None)
 }
 
+/// A connection worker whose listener ended asks the listener that owns the
+/// connection table now to adopt it: its pid, its record, the kind of connection, the
+/// request head it was started with, and a copy of its client socket.
+pub fn send_adoption(
+    to: &Path,
+    fd: RawFd,
+    slot: usize,
+    kind: u8,
+    head: &[u8],
+) -> std::io::Result<()> {
+    let mut payload = Vec::with_capacity(head.len() + 10);
+    payload.push(b'A');
+    payload.extend_from_slice(&std::process::id().to_le_bytes());
+    payload.extend_from_slice(&(slot as u32).to_le_bytes());
+    payload.push(kind);
+    payload.extend_from_slice(head);
+    send(to, &payload, Some(fd))
+}
+
+/// One datagram and the last descriptor that came with it (any others are closed).
+pub fn recv_with_fd(
+    sock: &UnixDatagram,
+    buf: &mut [u8],
+) -> std::io::Result<(usize, Option<OwnedFd>)> {
+    let mut cmsg = nix::cmsg_space!([RawFd; 4]);
+    let mut iov = [IoSliceMut::new(buf)];
+    let msg = recvmsg::<()>(
+        sock.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )?;
+    let mut fds: Vec<OwnedFd> = Vec::new();
+    for c in msg.cmsgs().map_err(std::io::Error::from)? {
+        if let ControlMessageOwned::ScmRights(list) = c {
+            // SAFETY: the kernel just installed these descriptors for us; we own them.
+            fds.extend(
+                list.into_iter()
+                    .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+            );
+        }
+    }
+    Ok((msg.bytes, fds.pop()))
+}
+
 /// Blocks for the next message. Malformed messages are skipped (their fds closed).
 pub fn recv(sock: &UnixDatagram) -> std::io::Result<Message> {
     let mut buf = vec![0u8; MAX_HEAD + 16];
     loop {
-        let mut cmsg = nix::cmsg_space!([RawFd; 4]);
-        let mut iov = [IoSliceMut::new(&mut buf)];
-        let msg = recvmsg::<()>(
-            sock.as_raw_fd(),
-            &mut iov,
-            Some(&mut cmsg),
-            MsgFlags::MSG_CMSG_CLOEXEC,
-        )?;
-        let mut fds: Vec<OwnedFd> = Vec::new();
-        for c in msg.cmsgs().map_err(std::io::Error::from)? {
-            if let ControlMessageOwned::ScmRights(list) = c {
-                // SAFETY: the kernel just installed these descriptors for us; we own them.
-                fds.extend(
-                    list.into_iter()
-                        .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
-                );
-            }
-        }
-        let n = msg.bytes;
+        let (n, fd) = recv_with_fd(sock, &mut buf)?;
         let data = &buf[..n];
-        match (data.first(), fds.pop()) {
+        match (data.first(), fd) {
             (Some(b'C'), Some(fd)) => {
                 return Ok(Message::Connection {
                     fd,

@@ -11,6 +11,16 @@
 //! worker is killed or crashes while the client is still connected, a new worker is
 //! forked on the same socket and resumes the stream where the old one stopped.
 //!
+//! A listener that replaces another one (after a crash, or in a live update) adopts
+//! the workers that still run: each worker watches the connection table's owner and,
+//! once the listener that forked it has ended, hands the new owner a copy of its
+//! client socket with its record (`handoff::send_adoption`). The new listener watches
+//! it through a pidfd and resumes it like its own children.
+//!
+//! The listening sockets normally come from `brume serve` (`BRUME_LISTEN_FDS`), which
+//! keeps them open for the appliance's whole life, so the ports never close while a
+//! listener is replaced: connections wait in the backlog.
+//!
 //! It also caps what clients may hold (`limits` in the configuration): connections in
 //! all and per address, workers and RTMP inputs (7/8 of the connections, so request
 //! heads always find room), RTMP connections not yet publishing; and it refuses RTMP
@@ -53,6 +63,29 @@ enum Kind {
     Rtmp,
     Rtsp,
 }
+
+impl Kind {
+    fn code(self) -> u8 {
+        match self {
+            Kind::Http => b'h',
+            Kind::Rtmp => b'r',
+            Kind::Rtsp => b's',
+        }
+    }
+
+    fn from_code(c: u8) -> Option<Kind> {
+        match c {
+            b'h' => Some(Kind::Http),
+            b'r' => Some(Kind::Rtmp),
+            b's' => Some(Kind::Rtsp),
+            _ => None,
+        }
+    }
+}
+
+/// The environment variable through which `brume serve` names the listening sockets
+/// it passes: `http=3,rtmp=4,rtsp=5`.
+pub const LISTEN_FDS: &str = "BRUME_LISTEN_FDS";
 
 /// A connection a worker serves; the angel's copy of the socket keeps it open.
 struct Conn {
@@ -167,6 +200,9 @@ struct Held {
     workers: HashMap<i32, Conn>,
     refusals: Refusals,
     keys: KeyFailures,
+    /// Workers of an earlier listener that this one adopted: pid and pidfd (readable
+    /// once the process has ended; it is not our child, so there is no status).
+    adopted: Vec<(i32, OwnedFd)>,
 }
 
 impl Held {
@@ -248,10 +284,20 @@ impl Held {
         false
     }
 
-    /// Reports from RTMP inputs: `P<pid>` publishing, `K<ip>` a wrong key.
-    fn reports(&mut self, sock: &UnixDatagram) {
-        let mut buf = [0u8; 128];
-        while let Ok(n) = sock.recv(&mut buf) {
+    /// Reports from RTMP inputs (`P<pid>` publishing, `K<ip>` a wrong key) and
+    /// adoption requests from workers of an earlier listener.
+    fn reports(&mut self, sock: &UnixDatagram, conns: &ConnTable) {
+        let mut buf = vec![0u8; MAX_HEAD + 64];
+        while let Ok((n, fd)) = handoff::recv_with_fd(sock, &mut buf) {
+            if n == 0 {
+                continue;
+            }
+            if buf[0] == b'A' {
+                if let Some(fd) = fd {
+                    self.adopt(&buf[1..n], fd, conns);
+                }
+                continue;
+            }
             let text = std::str::from_utf8(&buf[1..n]).unwrap_or("");
             match buf.first() {
                 Some(b'P') => {
@@ -284,6 +330,60 @@ pub fn report_wrong_key(env: &Env, ip: IpAddr) {
     report(env, format!("K{ip}"));
 }
 
+impl Held {
+    /// A worker of an earlier listener asks to be adopted: its pid, record, kind and
+    /// request head, with a copy of its client socket. Taken only when the record
+    /// names that running process, so nothing else can plant a connection here.
+    fn adopt(&mut self, msg: &[u8], fd: OwnedFd, conns: &ConnTable) {
+        if msg.len() < 9 {
+            return;
+        }
+        let pid = u32::from_le_bytes(msg[0..4].try_into().expect("4 bytes")) as i32;
+        let slot = u32::from_le_bytes(msg[4..8].try_into().expect("4 bytes")) as usize;
+        let Some(kind) = Kind::from_code(msg[8]) else {
+            return;
+        };
+        if slot >= brume_shm::conns::CONN_SLOTS
+            || conns.worker(slot) != pid as u32
+            || !conns.worker_alive(slot)
+            || self.workers.contains_key(&pid)
+        {
+            tracing::warn!(
+                pid,
+                slot,
+                "adoption refused: the record does not name that worker"
+            );
+            return;
+        }
+        // SAFETY: pidfd_open takes no pointers; a negative result is an error.
+        let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        if pidfd < 0 {
+            return;
+        }
+        // SAFETY: the kernel just returned this descriptor; we own it.
+        let pidfd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(pidfd as RawFd) };
+        let ip = conns
+            .list()
+            .into_iter()
+            .find(|c| c.slot == slot)
+            .and_then(|c| c.peer.parse::<std::net::SocketAddr>().ok())
+            .map(|a| a.ip());
+        let conn = Conn {
+            kind,
+            fd,
+            head: msg[9..].to_vec(),
+            slot: Some(slot),
+            started: Instant::now(),
+            resumes: conns.restarts(slot) as u32,
+            ip,
+            publishing: false,
+        };
+        tracing::info!(pid, slot, "adopted a connection worker");
+        self.workers.insert(pid, conn);
+        self.adopted.push((pid, pidfd));
+    }
+}
+
 fn report(env: &Env, msg: String) {
     if let Ok(s) = UnixDatagram::unbound() {
         let _ = s.send_to(msg.as_bytes(), env.listener_socket());
@@ -295,30 +395,13 @@ pub fn main(args: &[String]) -> Result<(), String> {
     let env = Env::from_env();
     let http_addr = crate::flag(args, "--http").ok_or("--http ADDR:PORT is required")?;
     let rtmp_addr = crate::flag(args, "--rtmp");
-    // std binds with SO_REUSEADDR, and no child of ours keeps a listening socket: a
-    // listener that replaces a killed one binds at once, even while the old one's
-    // accepted connections are still open in their workers.
-    let http = TcpListener::bind(http_addr).map_err(|e| format!("HTTP {http_addr}: {e}"))?;
-    http.set_nonblocking(true).map_err(|e| e.to_string())?;
-    let rtmp = match rtmp_addr {
-        Some(a) if a != "off" => {
-            let l = TcpListener::bind(a).map_err(|e| format!("RTMP {a}: {e}"))?;
-            l.set_nonblocking(true).map_err(|e| e.to_string())?;
-            Some(l)
-        }
-        _ => None,
-    };
     // RTSP viewers: one worker per connection (worker::rtsp).
     let rtsp_addr = crate::flag(args, "--rtsp");
-    let rtsp = match rtsp_addr {
-        Some(a) if a != "off" => {
-            let l = TcpListener::bind(a).map_err(|e| format!("RTSP {a}: {e}"))?;
-            l.set_nonblocking(true).map_err(|e| e.to_string())?;
-            Some(l)
-        }
-        _ => None,
-    };
-    let conns = ConnTable::create(&env.ns).map_err(|e| e.to_string())?;
+    let mut passed = inherited_listeners();
+    let http = listener(passed.remove("http"), Some(http_addr), "HTTP")?
+        .ok_or("--http ADDR:PORT is required")?;
+    let rtmp = listener(passed.remove("rtmp"), rtmp_addr, "RTMP")?;
+    let rtsp = listener(passed.remove("rtsp"), rtsp_addr, "RTSP")?;
     let sigfd = signal_fd()?;
     let limits = crate::config::Config::load(&env.config)
         .map(|c| c.limits)
@@ -329,6 +412,9 @@ pub fn main(args: &[String]) -> Result<(), String> {
     let reports =
         UnixDatagram::bind(&report_path).map_err(|e| format!("{}: {e}", report_path.display()))?;
     reports.set_nonblocking(true).map_err(|e| e.to_string())?;
+    // Owned from here on: workers of the listener this one replaces see the new owner
+    // and ask to be adopted on the socket just bound.
+    let conns = ConnTable::take_over(&env.ns).map_err(|e| e.to_string())?;
     // A descriptor kept in reserve: when the process runs out of descriptors, it is
     // given up to accept (and refuse) one connection, so a full table never leaves
     // the listening socket readable forever (a busy loop).
@@ -348,8 +434,16 @@ pub fn main(args: &[String]) -> Result<(), String> {
         workers: HashMap::new(),
         refusals: Refusals::default(),
         keys: KeyFailures::default(),
+        adopted: Vec::new(),
     };
+    // SIGUSR2 (a live update): accept nothing more, finish the request heads being
+    // read, then leave the workers running for the next listener to adopt.
+    let mut draining = false;
     loop {
+        if draining && held.pending.is_empty() {
+            tracing::info!(connections = held.workers.len(), "handed over");
+            return Ok(());
+        }
         let now = Instant::now();
         let timeout = held
             .pending
@@ -362,19 +456,32 @@ pub fn main(args: &[String]) -> Result<(), String> {
             })
             .unwrap_or(PollTimeout::NONE);
         let rtsp_ready;
+        let ended: Vec<i32>;
         let (sig_ready, http_ready, rtmp_ready, ready): (bool, bool, bool, Vec<bool>) = {
+            // While draining, the listening sockets are not looked at: the next
+            // listener accepts on the same sockets.
+            let accepting = if draining {
+                PollFlags::empty()
+            } else {
+                PollFlags::POLLIN
+            };
             let mut fds = vec![
                 PollFd::new(sigfd.as_fd(), PollFlags::POLLIN),
-                PollFd::new(http.as_fd(), PollFlags::POLLIN),
+                PollFd::new(http.as_fd(), accepting),
                 PollFd::new(reports.as_fd(), PollFlags::POLLIN),
             ];
-            if let Some(r) = &rtmp {
-                fds.push(PollFd::new(r.as_fd(), PollFlags::POLLIN));
-            }
-            let rtsp_at = rtsp.as_ref().map(|r| {
-                fds.push(PollFd::new(r.as_fd(), PollFlags::POLLIN));
+            let rtmp_at = rtmp.as_ref().map(|r| {
+                fds.push(PollFd::new(r.as_fd(), accepting));
                 fds.len() - 1
             });
+            let rtsp_at = rtsp.as_ref().map(|r| {
+                fds.push(PollFd::new(r.as_fd(), accepting));
+                fds.len() - 1
+            });
+            let adopted_at = fds.len();
+            for (_, pidfd) in &held.adopted {
+                fds.push(PollFd::new(pidfd.as_fd(), PollFlags::POLLIN));
+            }
             let base = fds.len();
             for p in &held.pending {
                 fds.push(PollFd::new(p.stream.as_fd(), PollFlags::POLLIN));
@@ -385,20 +492,46 @@ pub fn main(args: &[String]) -> Result<(), String> {
             }
             let is = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
             rtsp_ready = rtsp_at.is_some_and(|i| is(&fds[i]));
+            ended = fds[adopted_at..base]
+                .iter()
+                .zip(&held.adopted)
+                .filter(|(f, _)| is(f))
+                .map(|(_, (pid, _))| *pid)
+                .collect();
             (
                 is(&fds[0]),
                 is(&fds[1]),
-                rtmp.is_some() && is(&fds[3]),
+                rtmp_at.is_some_and(|i| is(&fds[i])),
                 fds[base..].iter().map(is).collect(),
             )
         };
         // Publishers accepted and wrong keys, before new RTMP connections are counted.
-        held.reports(&reports);
+        held.reports(&reports, &conns);
+        // Adopted workers that ended: finished with their connection, or crashed.
+        for pid in ended {
+            held.adopted.retain(|(p, _)| *p != pid);
+            if let Some(conn) = held.workers.remove(&pid) {
+                let crashed = conn.slot.is_some_and(|s| conns.worker(s) == pid as u32);
+                let how = if crashed {
+                    "ended without finishing"
+                } else {
+                    "finished"
+                };
+                ended_worker(conn, pid, crashed, how, &mut held.workers, &conns, &env);
+            }
+        }
 
         if sig_ready {
             let mut info = [0u8; 128];
             let _ = nix::unistd::read(&sigfd, &mut info);
             let signo = u32::from_ne_bytes([info[0], info[1], info[2], info[3]]) as i32;
+            if signo == libc::SIGUSR2 && !draining {
+                tracing::info!(
+                    connections = held.workers.len(),
+                    "handing over to the next listener"
+                );
+                draining = true;
+            }
             if signo == libc::SIGTERM || signo == libc::SIGINT {
                 tracing::info!(connections = held.workers.len(), "stopping");
                 for pid in held.workers.keys() {
@@ -437,7 +570,7 @@ pub fn main(args: &[String]) -> Result<(), String> {
             }
         }
 
-        if http_ready {
+        if http_ready && !draining {
             loop {
                 match http.accept() {
                     Ok((s, peer)) => held.admit_http(s, peer.ip(), peer.to_string()),
@@ -454,7 +587,7 @@ pub fn main(args: &[String]) -> Result<(), String> {
                 }
             }
         }
-        if rtmp_ready {
+        if rtmp_ready && !draining {
             if let Some(l) = &rtmp {
                 loop {
                     let (s, peer) = match l.accept() {
@@ -477,7 +610,7 @@ pub fn main(args: &[String]) -> Result<(), String> {
                 }
             }
         }
-        if rtsp_ready {
+        if rtsp_ready && !draining {
             if let Some(l) = &rtsp {
                 while let Ok((s, peer)) = l.accept() {
                     if held.from(peer.ip()) >= held.limits.max_connections_per_address as usize
@@ -610,6 +743,10 @@ fn start(
             let mut keep = vec![conn.fd.as_raw_fd()];
             keep.extend(crate::logging::forward_fd());
             close_inherited(&keep);
+            if let Some(slot) = conn.slot {
+                watch_angel(env, &conn.fd, slot, conn.kind, &conn.head);
+            }
+            let slot = conn.slot;
             let code = match conn.kind {
                 Kind::Http => {
                     crate::worker::serve_forked(env, conn.fd, &conn.head, conn.slot, resume)
@@ -617,6 +754,12 @@ fn start(
                 Kind::Rtmp => crate::input::rtmp::serve_forked(env, conn.fd),
                 Kind::Rtsp => crate::worker::rtsp::serve_forked(env, conn.fd, conn.slot),
             };
+            if code == 0 {
+                if let Some(s) = slot {
+                    // An adopting listener gets no exit status: the record says it.
+                    conns.finished(s, std::process::id());
+                }
+            }
             std::process::exit(code);
         }
         Ok(nix::unistd::ForkResult::Parent { child }) => {
@@ -693,36 +836,130 @@ fn reap(workers: &mut HashMap<i32, Conn>, conns: &ConnTable, env: &Env) {
         if pid <= 0 {
             return;
         }
-        let Some(mut conn) = workers.remove(&pid) else {
+        let Some(conn) = workers.remove(&pid) else {
             continue;
         };
         use std::os::unix::process::ExitStatusExt;
         let status = std::process::ExitStatus::from_raw(status);
         let crashed = !crate::angel::is_clean(status);
-        if !crashed {
-            if let Some(s) = conn.slot {
-                conns.release(s);
-            }
-            continue; // the worker finished with the connection
-        }
         let how = crate::angel::describe(status);
-        let alive = client_connected(&conn.fd);
-        let resumable = conn.kind == Kind::Http && alive && conn.resumes < MAX_RESUMES;
-        tracing::error!(
-            pid,
-            status = %how,
-            ran_ms = conn.started.elapsed().as_millis() as u64,
-            resume = resumable,
-            "connection worker crashed"
-        );
-        if resumable {
-            conn.resumes += 1;
-            let peer = String::new();
-            start(conn, env, conns, workers, &peer);
-        } else if let Some(s) = conn.slot {
+        ended_worker(conn, pid, crashed, &how, workers, conns, env);
+    }
+}
+
+/// A worker ended: its record is released, or, when it crashed while its client is
+/// still connected, a successor resumes the connection.
+fn ended_worker(
+    mut conn: Conn,
+    pid: i32,
+    crashed: bool,
+    how: &str,
+    workers: &mut HashMap<i32, Conn>,
+    conns: &ConnTable,
+    env: &Env,
+) {
+    if !crashed {
+        if let Some(s) = conn.slot {
             conns.release(s);
         }
+        return; // the worker finished with the connection
     }
+    let alive = client_connected(&conn.fd);
+    let resumable = conn.kind == Kind::Http && alive && conn.resumes < MAX_RESUMES;
+    tracing::error!(
+        pid,
+        status = %how,
+        ran_ms = conn.started.elapsed().as_millis() as u64,
+        resume = resumable,
+        "connection worker crashed"
+    );
+    if resumable {
+        conn.resumes += 1;
+        let peer = String::new();
+        start(conn, env, conns, workers, &peer);
+    } else if let Some(s) = conn.slot {
+        conns.release(s);
+    }
+}
+
+/// In a just-forked worker: a thread that watches the connection table's owner. Once
+/// the listener that forked this worker has ended and another owns the table, it
+/// hands that one a copy of the client socket, so the connection keeps an angel.
+fn watch_angel(env: &Env, fd: &OwnedFd, slot: usize, kind: Kind, head: &[u8]) {
+    // The worker's own descriptor, not a copy: a copy would be one more descriptor per
+    // worker, and it would keep the connection open after the worker closed it. The
+    // worker closes it only on its way out, when this thread ends with the process.
+    let client = fd.as_raw_fd();
+    let Ok(table) = ConnTable::open(&env.ns) else {
+        return;
+    };
+    let forker = nix::unistd::getppid();
+    let head = head.to_vec();
+    let to = env.listener_socket();
+    let mut angel = table.owner();
+    let spawned = std::thread::Builder::new()
+        .name("angel-watch".into())
+        .stack_size(64 * 1024)
+        .spawn(move || loop {
+            std::thread::sleep(Duration::from_millis(100));
+            if nix::unistd::getppid() == forker {
+                continue; // the listener that forked this worker still runs
+            }
+            let owner = table.owner();
+            if owner == 0 || owner == angel {
+                continue;
+            }
+            if handoff::send_adoption(&to, client, slot, kind.code(), &head).is_ok() {
+                angel = owner;
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot watch the listener; this connection is not adoptable");
+    }
+}
+
+/// The listening sockets `brume serve` passed (`BRUME_LISTEN_FDS`), by name.
+fn inherited_listeners() -> HashMap<String, TcpListener> {
+    let mut out = HashMap::new();
+    let Some(spec) = std::env::var_os(LISTEN_FDS) else {
+        return out;
+    };
+    std::env::remove_var(LISTEN_FDS);
+    for part in spec.to_string_lossy().split(',') {
+        let Some((name, fd)) = part.split_once('=') else {
+            continue;
+        };
+        let Ok(fd) = fd.parse::<RawFd>() else {
+            continue;
+        };
+        // SAFETY: `brume serve` passed this descriptor to us as a listening socket,
+        // named once in the variable (removed above), so nothing else owns it.
+        let l = unsafe { <TcpListener as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        // Close-on-exec from here on: only this process serves on it.
+        let _ = nix::fcntl::fcntl(
+            &l,
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+        );
+        out.insert(name.to_string(), l);
+    }
+    out
+}
+
+/// The listening socket passed for a protocol, else bound to `addr` (a listener run
+/// on its own); None when the protocol is off.
+fn listener(
+    passed: Option<TcpListener>,
+    addr: Option<&str>,
+    what: &str,
+) -> Result<Option<TcpListener>, String> {
+    let l = match (passed, addr) {
+        (_, Some("off")) | (None, None) => return Ok(None),
+        (Some(l), _) => l,
+        // std binds with SO_REUSEADDR.
+        (None, Some(a)) => TcpListener::bind(a).map_err(|e| format!("{what} {a}: {e}"))?,
+    };
+    l.set_nonblocking(true).map_err(|e| e.to_string())?;
+    Ok(Some(l))
 }
 
 /// True unless the peer closed or reset the connection.
@@ -737,7 +974,7 @@ fn client_connected(fd: &OwnedFd) -> bool {
     n == 0 || (n > 0 && p.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) == 0)
 }
 
-/// SIGCHLD, SIGTERM and SIGINT as a readable descriptor, so one poll waits for
+/// SIGCHLD, SIGTERM, SIGINT and SIGUSR2 as a readable descriptor, so one poll waits for
 /// connections, request bytes and child exits alike.
 fn signal_fd() -> Result<OwnedFd, String> {
     // SAFETY: sigset manipulation on a local set; signalfd returns a new descriptor
@@ -745,7 +982,7 @@ fn signal_fd() -> Result<OwnedFd, String> {
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
-        for s in [libc::SIGCHLD, libc::SIGTERM, libc::SIGINT] {
+        for s in [libc::SIGCHLD, libc::SIGTERM, libc::SIGINT, libc::SIGUSR2] {
             libc::sigaddset(&mut set, s);
         }
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());

@@ -77,6 +77,9 @@ pub fn main(args: &[String]) -> Result<(), String> {
         }
     }
     let env = Env::from_env();
+    // One recorder per stream at a time: a successor (after a controller restart or a
+    // live update) waits for its predecessor to finish its file and leave its note.
+    let _lock = lock_stream(&env, &stream);
     tracing::info!(stream = %stream, dir = %dir.display(), "recording");
     let mut rec = Recorder::new(&dir, &stream, segment_s.max(1) * 1_000_000);
     match rec.run(&env) {
@@ -95,6 +98,32 @@ pub fn main(args: &[String]) -> Result<(), String> {
             std::process::exit(EXIT_WRITE_ERROR);
         }
         Err(Stop::Other(e)) => Err(e),
+    }
+}
+
+/// Holds `run/record-<stream>.lock` (close-on-exec; released when the process ends,
+/// however it ends), waiting up to 5 s for a recorder of the same stream that is
+/// finishing. Recording goes on without the lock rather than not at all.
+fn lock_stream(env: &Env, stream: &str) -> Option<File> {
+    use std::os::fd::AsRawFd;
+    let path = env.run_dir.join(format!("record-{stream}.lock"));
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .ok()?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        // SAFETY: flock on a descriptor we own.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            return Some(f);
+        }
+        if std::time::Instant::now() >= deadline || STOP.load(Ordering::SeqCst) {
+            tracing::warn!(stream = %stream, "another recorder of this stream is still finishing");
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -197,6 +226,68 @@ struct Recorder<'a> {
     out: Option<Output>,
     /// The first file starts at a keyframe at or after this decode time.
     min_start: Option<i64>,
+    /// The buffer being read (its `key_base`) and the decode time of the last frame
+    /// written from it: where a successor continues (see `Continuation`).
+    key_base: u64,
+    written_to: Option<i64>,
+    /// Frames at or before these decode times (per track) were already taken from the
+    /// buffer's history when continuing a predecessor's recording.
+    replayed: Vec<i64>,
+}
+
+/// Where a recorder that stopped left off (`run/record-<stream>.last`): the recorder
+/// that continues the recording (after a controller restart or a live update) starts
+/// its file at the newest keyframe at or before that point, taking the frames from the
+/// buffer's history, so the two files overlap by less than a GOP instead of leaving a
+/// gap of up to a GOP plus the restart.
+struct Continuation {
+    key_base: u64,
+    dts: i64,
+    unix_ms: u64,
+}
+
+/// A note older than this is not continued (the recording was stopped on purpose).
+const CONTINUE_WITHIN_MS: u64 = 30_000;
+
+impl Continuation {
+    fn path(env: &Env, stream: &str) -> PathBuf {
+        env.run_dir.join(format!("record-{stream}.last"))
+    }
+
+    fn now_ms() -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
+    }
+
+    fn write(&self, env: &Env, stream: &str) {
+        let path = Continuation::path(env, stream);
+        let tmp = path.with_extension("new");
+        let text = format!("{} {} {}\n", self.key_base, self.dts, self.unix_ms);
+        if std::fs::write(&tmp, text).is_ok() {
+            let _ = std::fs::rename(&tmp, &path);
+        }
+    }
+
+    /// The note left for `stream`, if recent; it is used once.
+    fn take(env: &Env, stream: &str) -> Option<Continuation> {
+        let path = Continuation::path(env, stream);
+        let text = std::fs::read_to_string(&path).ok()?;
+        let _ = std::fs::remove_file(&path);
+        let mut w = text.split_whitespace().map(|w| w.parse::<i64>().ok());
+        let (Some(Some(key_base)), Some(Some(dts)), Some(Some(unix_ms))) =
+            (w.next(), w.next(), w.next())
+        else {
+            return None;
+        };
+        let c = Continuation {
+            key_base: key_base as u64,
+            dts,
+            unix_ms: unix_ms as u64,
+        };
+        (Continuation::now_ms().saturating_sub(c.unix_ms) < CONTINUE_WITHIN_MS).then_some(c)
+    }
 }
 
 impl<'a> Recorder<'a> {
@@ -211,6 +302,9 @@ impl<'a> Recorder<'a> {
             frag_start: None,
             out: None,
             min_start: None,
+            key_base: 0,
+            written_to: None,
+            replayed: Vec::new(),
         }
     }
 
@@ -224,17 +318,27 @@ impl<'a> Recorder<'a> {
                     continue;
                 }
             };
-            self.record(&mut reader)?;
+            self.key_base = reader.key_base();
+            self.record(&mut reader, env)?;
             self.finish()?;
             if !STOP.load(Ordering::SeqCst) {
                 std::thread::sleep(Duration::from_millis(250));
             }
         }
-        self.finish()
+        self.finish()?;
+        if let Some(dts) = self.written_to {
+            Continuation {
+                key_base: self.key_base,
+                dts,
+                unix_ms: Continuation::now_ms(),
+            }
+            .write(env, self.stream);
+        }
+        Ok(())
     }
 
     /// Records from `reader` until the stream ends or the recorder is stopped.
-    fn record(&mut self, reader: &mut Reader) -> Result<(), Stop> {
+    fn record(&mut self, reader: &mut Reader, env: &Env) -> Result<(), Stop> {
         loop {
             if STOP.load(Ordering::SeqCst) {
                 return Ok(());
@@ -255,7 +359,7 @@ impl<'a> Recorder<'a> {
                         self.pending = vec![Vec::new(); usable.len()];
                         self.tracks = usable;
                     }
-                    if self.min_start.is_none() {
+                    if self.min_start.is_none() && !self.continue_predecessor(reader, env)? {
                         // Start at the newest keyframe if it is recent, else at the next.
                         let last = reader.status().last_dts;
                         self.min_start = Some(match reader.keyframes().last() {
@@ -272,10 +376,53 @@ impl<'a> Recorder<'a> {
         }
     }
 
+    /// Continues where a stopped recorder of this stream left off, if it left a note
+    /// for this very buffer: the frames from the newest keyframe at or before that
+    /// point up to now are taken from the buffer's history. False: nothing to continue.
+    fn continue_predecessor(&mut self, reader: &Reader, env: &Env) -> Result<bool, Stop> {
+        let Some(note) = Continuation::take(env, self.stream) else {
+            return Ok(false);
+        };
+        if note.key_base != reader.key_base() || self.tracks.is_empty() {
+            return Ok(false);
+        }
+        let keys = reader.keyframes();
+        let Some(k) = keys.iter().rev().find(|k| k.dts <= note.dts + 1) else {
+            return Ok(false);
+        };
+        let mut frames = Vec::new();
+        for t in &self.tracks {
+            match reader.frames_between(t.id, k.dts, i64::MAX) {
+                Some(f) => frames.extend(f),
+                None => return Ok(false), // overwritten meanwhile: start afresh
+            }
+        }
+        frames.sort_by_key(|f| f.dts);
+        tracing::info!(
+            stream = %self.stream,
+            overlap_ms = (note.dts - k.dts) / 1000,
+            "continuing the previous recorder's recording"
+        );
+        self.min_start = Some(k.dts);
+        let mut replayed = vec![i64::MIN; self.tracks.len()];
+        for f in frames {
+            if let Some(i) = self.tracks.iter().position(|t| t.id == f.track) {
+                replayed[i] = replayed[i].max(f.dts);
+            }
+            self.frame(f)?;
+        }
+        // The reader goes on from its own position: what it returns again is skipped.
+        self.replayed = replayed;
+        Ok(true)
+    }
+
     fn frame(&mut self, f: Frame) -> Result<(), Stop> {
         let Some(i) = self.tracks.iter().position(|t| t.id == f.track) else {
             return Ok(());
         };
+        if self.replayed.get(i).is_some_and(|r| f.dts <= *r) {
+            return Ok(()); // already taken from the history
+        }
         let is_primary = Some(f.track) == self.primary;
         // A cut point: a keyframe of the video track, or any frame without video.
         let cut = self.primary.is_none() || (is_primary && f.key);
@@ -371,7 +518,14 @@ impl<'a> Recorder<'a> {
             .collect();
         let bytes = fmp4::fragment(out.seq, &runs).map_err(|e| Stop::Other(e.to_string()))?;
         out.seq = out.seq.wrapping_add(1);
-        out.append(&bytes)
+        out.append(&bytes)?;
+        let last = frames
+            .iter()
+            .filter_map(|f| f.last())
+            .map(|f| f.dts + base)
+            .max();
+        self.written_to = self.written_to.max(last);
+        Ok(())
     }
 
     /// Writes what is pending and closes the file.

@@ -6,28 +6,62 @@
 use crate::angel::{self, Backoff, Verdict};
 use crate::config::Config;
 use crate::env::{self, Env};
+use crate::update::swap::{self, Resume};
+use crate::update::{self as upd, Status};
 use std::io::Write;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 struct Guarded {
     name: &'static str,
     args: Vec<String>,
-    child: Option<Child>,
+    /// The running process (a child of this one).
+    child: Option<i32>,
     started: Instant,
     backoff: Backoff,
     restart_at: Option<Instant>,
     /// The longest wait before a restart, crash loop included.
     max_delay: Duration,
+    /// Listening sockets passed to the process: name and this process's descriptor.
+    fds: Vec<(&'static str, RawFd)>,
+    /// Asked to hand over (live update): its exit is expected, and the successor
+    /// starts at once. Killed if it has not handed over by this time.
+    handing_over: bool,
+    handover_kill_at: Option<Instant>,
 }
 
-/// The listener owns the ports, and a new one binds them at once (its children hold
-/// no copy of the listening sockets): it is back within this long, whatever its
-/// history of deaths.
+/// The listener's ports are this process's sockets, passed to each listener: a new
+/// one serves them at once, and connections wait in the backlog meanwhile. It is back
+/// within this long, whatever its history of deaths.
 const LISTENER_MAX_DELAY: Duration = Duration::from_millis(500);
+
+/// A live update: the new controller must answer the API within this long...
+const HEALTH_DEADLINE: Duration = Duration::from_secs(20);
+/// ... and it and the new listener must then keep running this long.
+const HEALTH_STABLE: Duration = Duration::from_secs(2);
+
+/// A live update in progress (see `update`).
+struct Swap {
+    request: upd::Request,
+    /// What ran before: the binary a failure goes back to.
+    old_exe: PathBuf,
+    old_version: String,
+    started: Instant,
+    started_ms: u64,
+    deadline: Instant,
+    /// When the new controller first answered the API.
+    answered: Option<Instant>,
+    /// A process of the new binary died before the swap was healthy.
+    failed: Option<String>,
+    /// Set when this swap is the way back from a failed one: why that one failed.
+    undoing: Option<String>,
+    /// What a manual rollback went back to before this swap (kept by a swap that
+    /// undoes a failed one).
+    before: (Option<String>, Option<PathBuf>),
+}
 
 pub const USAGE: &str = "\
 usage: brume serve [--config PATH] [--listen ADDR:PORT] [--rtmp ADDR:PORT|off]
@@ -137,6 +171,15 @@ pub fn main(options: Options) -> Result<(), String> {
     let signals = block_signals();
     // Before any child is started: they must not inherit systemd's variables.
     let systemd = Notify::from_env();
+    // A root angel that re-executed itself into a new binary (live update): it keeps
+    // its lock, its listening sockets and its children.
+    let resume = match std::env::var(swap::RESUME) {
+        Ok(text) => {
+            std::env::remove_var(swap::RESUME);
+            Some(Resume::decode(&text)?)
+        }
+        Err(_) => None,
+    };
     raise_fd_limit();
     let Options {
         config: config_path,
@@ -151,13 +194,30 @@ pub fn main(options: Options) -> Result<(), String> {
         .unwrap_or_else(|| env::default_run_dir(&config_path));
     let run_dir = std::path::absolute(&run_dir).map_err(|e| e.to_string())?;
     create_private_dir(&run_dir)?;
+    let fd_of = |name: &str| resume.as_ref().and_then(|r| r.fds.get(name).copied());
     // One root angel per run directory, held until this process ends (the file is
     // close-on-exec: no child keeps it).
-    let _lock = lock_run_dir(&run_dir)?;
-    // A root angel killed outright (SIGKILL) leaves its controller and listener
-    // running: stop them before starting ours.
-    stop_previous_tree(&run_dir);
-    check_ports(&listen, &rtmp)?;
+    let lock = match fd_of("lock") {
+        // SAFETY: the previous image of this process held this descriptor open for us.
+        Some(fd) => unsafe { std::fs::File::from_raw_fd(fd) },
+        None => lock_run_dir(&run_dir)?,
+    };
+    set_cloexec(lock.as_raw_fd());
+    let mut ports: Vec<(&'static str, OwnedFd)> = Vec::new();
+    if let Some(r) = &resume {
+        for name in ["http", "rtmp", "rtsp"] {
+            if let Some(fd) = r.fds.get(name) {
+                set_cloexec(*fd);
+                // SAFETY: as above, one owner per descriptor.
+                ports.push((name, unsafe { OwnedFd::from_raw_fd(*fd) }));
+            }
+        }
+    } else {
+        // A root angel killed outright (SIGKILL) leaves its controller and listener
+        // running: stop them before starting ours.
+        stop_previous_tree(&run_dir);
+        ports.extend(bind_ports(&listen, &rtmp)?);
+    }
 
     let mut config = Config::load_or_create(&config_path).map_err(|e| e.to_string())?;
     // The password is consumed here and removed from the environment before any
@@ -169,9 +229,10 @@ pub fn main(options: Options) -> Result<(), String> {
         .or_else(|| std::env::var(env::RTSP_LISTEN).ok())
         .or_else(|| config.rtsp.clone())
         .unwrap_or_else(|| "0.0.0.0:8554".into());
-    if rtsp != "off" {
-        std::net::TcpListener::bind(&rtsp)
+    if rtsp != "off" && resume.is_none() {
+        let l = std::net::TcpListener::bind(&rtsp)
             .map_err(|e| format!("cannot listen for RTSP on {rtsp}: {e}"))?;
+        ports.push(("rtsp", high_fd(l.into())?));
     }
 
     std::env::set_var(env::CONFIG, &config_path);
@@ -192,7 +253,11 @@ pub fn main(options: Options) -> Result<(), String> {
 
     // First run without BRUME_ADMIN_PASSWORD: whoever reads this output (the console,
     // the journal) or the run directory gets the one-time code the first-run page asks.
-    let setup_code = if has_password {
+    let setup_code = if resume.is_some() {
+        std::fs::read_to_string(crate::controller::auth::setup_code_file(&run_dir))
+            .ok()
+            .map(|c| c.trim().to_string())
+    } else if has_password {
         let _ = std::fs::remove_file(crate::controller::auth::setup_code_file(&run_dir));
         None
     } else {
@@ -200,18 +265,32 @@ pub fn main(options: Options) -> Result<(), String> {
     };
 
     let host = listen.replace("0.0.0.0", "localhost");
-    println!("Brume is running. Open http://{host}/ (API: http://{host}/api/v1/)");
-    if let Some(code) = &setup_code {
-        println!(
+    if resume.is_none() {
+        println!("Brume is running. Open http://{host}/ (API: http://{host}/api/v1/)");
+        if let Some(code) = &setup_code {
+            println!(
             "Open http://{host}/ to set the admin password with the setup code {code} (also in {})",
             crate::controller::auth::setup_code_file(&run_dir).display()
         );
-    }
-    for name in config.streams.keys() {
-        println!("  {name}: http://{host}/hls/{name}/index.m3u8  http://{host}/{name}.mp4  http://{host}/{name}.ts");
+        }
+        for name in config.streams.keys() {
+            println!("  {name}: http://{host}/hls/{name}/index.m3u8  http://{host}/{name}.mp4  http://{host}/{name}.ts");
+        }
     }
 
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let running_exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut exe = running_exe.clone();
+    let serve_args = vec![
+        "serve".to_string(),
+        "--config".into(),
+        config_path.display().to_string(),
+        "--listen".into(),
+        listen.clone(),
+        "--rtmp".into(),
+        rtmp.clone(),
+        "--rtsp".into(),
+        rtsp.clone(),
+    ];
     let mut procs = vec![
         Guarded::new("controller", vec!["controller".into()]),
         Guarded::new(
@@ -219,7 +298,7 @@ pub fn main(options: Options) -> Result<(), String> {
             vec![
                 "listen".into(),
                 "--http".into(),
-                listen,
+                listen.clone(),
                 "--rtmp".into(),
                 rtmp,
                 "--rtsp".into(),
@@ -227,8 +306,27 @@ pub fn main(options: Options) -> Result<(), String> {
             ],
         ),
     ];
-    for p in &mut procs {
-        p.start(&exe, &run_dir);
+    procs[1].fds = ports.iter().map(|(n, fd)| (*n, fd.as_raw_fd())).collect();
+    // Processes of the binary before an update that are finishing (a listener
+    // reading its last request heads): reaped, never restarted.
+    let mut retiring: Vec<i32> = Vec::new();
+    write_pid_record(&run_dir, "serve", std::process::id() as i32);
+    match &resume {
+        Some(r) => {
+            retiring = r.retiring.clone();
+            for p in &mut procs {
+                match r.children.get(p.name) {
+                    Some(pid) => p.child = Some(*pid),
+                    None => p.start(&exe, &run_dir),
+                }
+            }
+            tracing::info!(version = %upd::version(), "running the new binary");
+        }
+        None => {
+            for p in &mut procs {
+                p.start(&exe, &run_dir);
+            }
+        }
     }
 
     systemd.send("READY=1\nSTATUS=running");
@@ -236,6 +334,7 @@ pub fn main(options: Options) -> Result<(), String> {
 
     let mut stopping = false;
     let mut kill_at: Option<Instant> = None;
+    let mut swapping: Option<Swap> = None;
     loop {
         if let Some(every) = systemd.watchdog {
             if !stopping && Instant::now() >= next_ping {
@@ -252,15 +351,26 @@ pub fn main(options: Options) -> Result<(), String> {
                 break;
             }
             let status = std::process::ExitStatus::from_raw(status);
-            if let Some(p) = procs
-                .iter_mut()
-                .find(|p| p.child.as_ref().map(|c| c.id()) == Some(pid as u32))
-            {
+            retiring.retain(|r| *r != pid);
+            if let Some(p) = procs.iter_mut().find(|p| p.child == Some(pid)) {
                 p.child = None;
                 if stopping {
                     continue;
                 }
                 let how = angel::describe(status);
+                if p.handing_over {
+                    // Handed over for a live update: the successor starts now.
+                    p.handing_over = false;
+                    tracing::info!(process = p.name, pid, "handed over");
+                    p.start(&exe, &run_dir);
+                    continue;
+                }
+                if let Some(sw) = swapping.as_mut().filter(|sw| sw.failed.is_none()) {
+                    // The new binary's process died before proving itself.
+                    let why = format!("the new {} exited ({how})", p.name);
+                    tracing::error!(process = p.name, pid, status = %how, "the new binary failed");
+                    sw.failed = Some(why);
+                }
                 match p.backoff.on_crash(Instant::now(), p.started.elapsed()) {
                     Verdict::Restart(d) => {
                         let d = d.min(p.max_delay);
@@ -279,6 +389,91 @@ pub fn main(options: Options) -> Result<(), String> {
         if stopping && procs.iter().all(|p| p.child.is_none()) && no_children() {
             break;
         }
+        // A live update asked for by the controller or `brume update`.
+        if take_signal(&signals, libc::SIGUSR1) && !stopping {
+            match read_request(&run_dir) {
+                Ok(req) if swapping.is_none() => {
+                    let sw = begin_swap(req, &exe, &mut procs, &mut retiring, &run_dir);
+                    exe = sw.request.exe.clone();
+                    swapping = Some(sw);
+                }
+                Ok(_) => tracing::warn!("an update is already in progress; request ignored"),
+                Err(e) => {
+                    tracing::error!(error = %e, "update refused");
+                    let mut st = upd::status(&run_dir).unwrap_or_default();
+                    st.state = "failed".into();
+                    st.reason = Some(e);
+                    st.version = upd::version();
+                    st.exe = exe.clone();
+                    st.finished_ms = unix_ms();
+                    upd::write_status(&run_dir, &st);
+                }
+            }
+        }
+        for p in procs.iter_mut().filter(|p| p.handing_over) {
+            if let (Some(pid), Some(t)) = (p.child, p.handover_kill_at) {
+                if t <= Instant::now() {
+                    tracing::warn!(
+                        process = p.name,
+                        pid,
+                        "did not hand over within 5 s: killed"
+                    );
+                    // SAFETY: kill takes no pointers.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                    p.handover_kill_at = None;
+                }
+            }
+        }
+        if let Some(sw) = swapping.as_mut() {
+            match check_swap(sw, &procs, &listen) {
+                SwapCheck::Waiting => {}
+                SwapCheck::Healthy => {
+                    let sw = swapping.take().expect("checked above");
+                    commit_swap(&sw, &run_dir);
+                    if sw.request.exe != running_exe {
+                        // Become the new binary, keeping children, lock and ports.
+                        let mut r = Resume::default();
+                        r.fds.insert("lock".into(), lock.as_raw_fd());
+                        for (n, fd) in &ports {
+                            r.fds.insert((*n).into(), fd.as_raw_fd());
+                        }
+                        for p in &procs {
+                            if let Some(pid) = p.child {
+                                r.children.insert(p.name.into(), pid);
+                            }
+                        }
+                        r.retiring = retiring.clone();
+                        std::env::set_var(swap::RESUME, r.encode());
+                        systemd.restore_env();
+                        let keep: Vec<RawFd> = r.fds.values().copied().collect();
+                        let err = swap::exec_into(&sw.request.exe, &serve_args, &keep);
+                        std::env::remove_var(swap::RESUME);
+                        Notify::from_env();
+                        tracing::error!(error = %err, "cannot run the new root angel; the old one stays");
+                    }
+                }
+                SwapCheck::Failed(why) => {
+                    let sw = swapping.take().expect("checked above");
+                    tracing::error!(reason = %why, "update failed; rolling back");
+                    let back = upd::Request {
+                        exe: sw.old_exe.clone(),
+                        version: sw.old_version.clone(),
+                        rollback: true,
+                    };
+                    let mut next = begin_swap(back, &exe, &mut procs, &mut retiring, &run_dir);
+                    // The processes of the failed binary may be dead already or in a
+                    // crash loop: they are stopped without waiting for a hand-over.
+                    next.undoing = Some(why);
+                    next.before = sw.before.clone();
+                    next.started = sw.started;
+                    next.started_ms = sw.started_ms;
+                    next.old_exe = sw.request.exe.clone();
+                    next.old_version = sw.request.version.clone();
+                    exe = next.request.exe.clone();
+                    swapping = Some(next);
+                }
+            }
+        }
         let now = Instant::now();
         if !stopping {
             for p in &mut procs {
@@ -293,10 +488,16 @@ pub fn main(options: Options) -> Result<(), String> {
             .filter_map(|p| p.restart_at)
             .chain(kill_at)
             .chain(systemd.watchdog.map(|_| next_ping))
+            .chain(swapping.as_ref().map(|_| now + Duration::from_millis(100)))
             .min()
             .map(|t| t.saturating_duration_since(now))
             .unwrap_or(Duration::from_secs(5));
         match wait_signal(&signals, next) {
+            Some(libc::SIGUSR1) => {
+                // Taken at the top of the loop; raise it again for that.
+                // SAFETY: raise takes no pointers.
+                unsafe { libc::raise(libc::SIGUSR1) };
+            }
             Some(libc::SIGHUP) => {
                 // There is nothing to reload (the controller applies configuration
                 // changes as they are made) and a hang-up of the terminal must not
@@ -328,6 +529,7 @@ pub fn main(options: Options) -> Result<(), String> {
     for p in &procs {
         let _ = std::fs::remove_file(pid_record(&run_dir, p.name));
     }
+    let _ = std::fs::remove_file(pid_record(&run_dir, "serve"));
     tracing::info!(reclaimed = removed.len(), "stopped");
     Ok(())
 }
@@ -346,6 +548,9 @@ impl Guarded {
             } else {
                 Duration::from_secs(30)
             },
+            fds: Vec::new(),
+            handing_over: false,
+            handover_kill_at: None,
         }
     }
 
@@ -353,11 +558,37 @@ impl Guarded {
         let mut cmd = Command::new(exe);
         cmd.args(&self.args);
         unblock_in_child(&mut cmd);
+        if !self.fds.is_empty() {
+            // Passed as 3, 4, 5…: this process keeps them at 100 and above, so the
+            // copies never overwrite one another.
+            let from: Vec<RawFd> = self.fds.iter().map(|(_, fd)| *fd).collect();
+            let names: Vec<String> = self
+                .fds
+                .iter()
+                .enumerate()
+                .map(|(i, (n, _))| format!("{n}={}", 3 + i))
+                .collect();
+            cmd.env(crate::listen::LISTEN_FDS, names.join(","));
+            use std::os::unix::process::CommandExt;
+            // SAFETY: only dup2 (async-signal-safe) between fork and exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    for (i, fd) in from.iter().enumerate() {
+                        if libc::dup2(*fd, 3 + i as RawFd) < 0 {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                    }
+                    Ok(())
+                });
+            }
+        }
         match cmd.spawn() {
             Ok(c) => {
                 tracing::info!(process = self.name, pid = c.id(), "started");
                 write_pid_record(run_dir, self.name, c.id() as i32);
-                self.child = Some(c);
+                // Reaped with waitpid by pid, in the loop (a re-executed root angel
+                // knows its children by pid only).
+                self.child = Some(c.id() as i32);
                 self.started = Instant::now();
             }
             Err(e) => {
@@ -490,18 +721,213 @@ fn stop_previous_tree(run_dir: &Path) {
     }
 }
 
-/// Binds the listening addresses once, so a busy port is an error now, naming the
-/// address, instead of a listener that crashes in a loop.
-fn check_ports(listen: &str, rtmp: &str) -> Result<(), String> {
+/// Binds the listening addresses once, for the appliance's whole life: a busy port is
+/// an error now, naming the address, and each listener is given these sockets, so the
+/// ports stay open while a listener is replaced.
+fn bind_ports(listen: &str, rtmp: &str) -> Result<Vec<(&'static str, OwnedFd)>, String> {
     let bind = |what: &str, addr: &str| {
         std::net::TcpListener::bind(addr)
             .map_err(|e| format!("cannot listen for {what} on {addr}: {e}"))
     };
-    let _http = bind("HTTP", listen)?;
+    let mut out = vec![("http", high_fd(bind("HTTP", listen)?.into())?)];
     if rtmp != "off" {
-        let _rtmp = bind("RTMP", rtmp)?;
+        out.push(("rtmp", high_fd(bind("RTMP", rtmp)?.into())?));
     }
-    Ok(())
+    Ok(out)
+}
+
+/// The same socket at a descriptor of 100 or more (close-on-exec), so the listener's
+/// copies at 3, 4 and 5 never overwrite one another.
+fn high_fd(fd: OwnedFd) -> Result<OwnedFd, String> {
+    // SAFETY: fcntl on a descriptor we own; the result is a new descriptor we own.
+    let n = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 100) };
+    if n < 0 {
+        return Err(format!("dup: {}", std::io::Error::last_os_error()));
+    }
+    // SAFETY: as above.
+    Ok(unsafe { OwnedFd::from_raw_fd(n) })
+}
+
+fn set_cloexec(fd: RawFd) {
+    // SAFETY: fcntl on a descriptor number; takes no pointers.
+    unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// The request `update.request` holds, checked: the binary exists and is executable.
+fn read_request(run_dir: &Path) -> Result<upd::Request, String> {
+    let path = upd::request_file(run_dir);
+    let text = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let _ = std::fs::remove_file(&path);
+    let req: upd::Request =
+        serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let c = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(req.exe.as_os_str()))
+        .map_err(|_| "the binary's path has a NUL byte".to_string())?;
+    // SAFETY: access with a valid NUL-terminated path.
+    if unsafe { libc::access(c.as_ptr(), libc::X_OK) } != 0 {
+        return Err(format!("{} is not an executable file", req.exe.display()));
+    }
+    Ok(req)
+}
+
+/// Starts a swap to `req.exe`: the controller is asked to hand over (it exits without
+/// stopping inputs, recorders or pushes; its successor adopts them), and the listener
+/// to drain (it accepts nothing more and leaves its workers to the next listener,
+/// which is started at once on the same sockets).
+fn begin_swap(
+    req: upd::Request,
+    exe: &Path,
+    procs: &mut [Guarded],
+    retiring: &mut Vec<i32>,
+    run_dir: &Path,
+) -> Swap {
+    tracing::info!(exe = %req.exe.display(), version = %req.version, rollback = req.rollback, "live update");
+    let old = upd::status(run_dir).unwrap_or_default();
+    let sw = Swap {
+        old_exe: exe.to_path_buf(),
+        old_version: if old.exe == exe && !old.version.is_empty() {
+            old.version.clone()
+        } else {
+            upd::version()
+        },
+        started: Instant::now(),
+        started_ms: unix_ms(),
+        deadline: Instant::now() + HEALTH_DEADLINE,
+        answered: None,
+        failed: None,
+        undoing: None,
+        before: (old.previous_version.clone(), old.previous_exe.clone()),
+        request: req,
+    };
+    upd::write_status(
+        run_dir,
+        &Status {
+            state: "updating".into(),
+            version: sw.old_version.clone(),
+            exe: sw.old_exe.clone(),
+            previous_version: old.previous_version.clone(),
+            previous_exe: old.previous_exe.clone(),
+            target_version: Some(sw.request.version.clone()),
+            started_ms: sw.started_ms,
+            ..Status::default()
+        },
+    );
+    for p in procs.iter_mut() {
+        p.restart_at = None;
+        p.backoff.reset();
+        let Some(pid) = p.child else {
+            p.start(&sw.request.exe, run_dir);
+            continue;
+        };
+        if p.name == "listen" {
+            // SAFETY: kill takes no pointers.
+            unsafe { libc::kill(pid, libc::SIGUSR2) };
+            retiring.push(pid);
+            p.child = None;
+            p.start(&sw.request.exe, run_dir);
+        } else {
+            p.handing_over = true;
+            p.handover_kill_at = Some(Instant::now() + Duration::from_secs(5));
+            // SAFETY: as above.
+            unsafe { libc::kill(pid, libc::SIGUSR2) };
+        }
+    }
+    sw
+}
+
+enum SwapCheck {
+    Waiting,
+    Healthy,
+    Failed(String),
+}
+
+fn check_swap(sw: &mut Swap, procs: &[Guarded], listen: &str) -> SwapCheck {
+    if let Some(why) = sw.failed.take() {
+        if sw.undoing.is_none() {
+            return SwapCheck::Failed(why);
+        }
+        // The binary a failed update went back to fails too: its processes restart
+        // under the normal policy; swapping back and forth would help nothing.
+        tracing::error!(reason = %why, "the previous binary fails too");
+    }
+    let running = procs.iter().all(|p| p.child.is_some() && !p.handing_over);
+    if running && sw.answered.is_none() && swap::api_answers(listen, Duration::from_millis(500)) {
+        tracing::info!(
+            handover_ms = sw.started.elapsed().as_millis() as u64,
+            "the new controller answers"
+        );
+        sw.answered = Some(Instant::now());
+    }
+    match sw.answered {
+        Some(t) if running && t.elapsed() >= HEALTH_STABLE => SwapCheck::Healthy,
+        // A rollback is recorded as done even when the old binary is slow to answer.
+        None if Instant::now() >= sw.deadline && sw.undoing.is_some() => SwapCheck::Healthy,
+        None if Instant::now() >= sw.deadline => SwapCheck::Failed(format!(
+            "the new controller did not answer within {} s",
+            HEALTH_DEADLINE.as_secs()
+        )),
+        _ => SwapCheck::Waiting,
+    }
+}
+
+/// Records the outcome of a swap that proved healthy.
+fn commit_swap(sw: &Swap, run_dir: &Path) {
+    let handover_ms = sw.answered.map(|t| (t - sw.started).as_millis() as u64);
+    let status = Status {
+        state: if sw.undoing.is_some() {
+            "rolled-back".into()
+        } else {
+            "updated".into()
+        },
+        version: sw.request.version.clone(),
+        exe: sw.request.exe.clone(),
+        previous_version: match &sw.undoing {
+            Some(_) => sw.before.0.clone(),
+            None => Some(sw.old_version.clone()),
+        },
+        previous_exe: match &sw.undoing {
+            Some(_) => sw.before.1.clone(),
+            None => Some(sw.old_exe.clone()),
+        },
+        target_version: Some(if sw.undoing.is_some() {
+            sw.old_version.clone()
+        } else {
+            sw.request.version.clone()
+        }),
+        reason: sw.undoing.clone(),
+        started_ms: sw.started_ms,
+        finished_ms: unix_ms(),
+        handover_ms,
+    };
+    tracing::info!(state = %status.state, version = %status.version, handover_ms, "live update done");
+    upd::write_status(run_dir, &status);
+}
+
+/// Whether `sig` is pending (taken if so), without waiting.
+fn take_signal(set: &libc::sigset_t, sig: i32) -> bool {
+    // SAFETY: sigset manipulation on local sets; sigtimedwait with a zero timeout.
+    unsafe {
+        let mut pending: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut pending);
+        libc::sigpending(&mut pending);
+        if libc::sigismember(&pending, sig) != 1 || libc::sigismember(set, sig) != 1 {
+            return false;
+        }
+        let mut one: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut one);
+        libc::sigaddset(&mut one, sig);
+        let ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        libc::sigtimedwait(&one, std::ptr::null_mut(), &ts) == sig
+    }
 }
 
 /// Sends `sig` to every process below this one (read from /proc).
@@ -544,7 +970,7 @@ fn no_children() -> bool {
     r == -1 // ECHILD: none left (0 would mean some still run)
 }
 
-/// Blocks SIGCHLD, SIGTERM, SIGINT and SIGHUP so they are taken with `sigtimedwait`, not by
+/// Blocks SIGCHLD, SIGTERM, SIGINT, SIGHUP and SIGUSR1 (a live update) so they are taken with `sigtimedwait`, not by
 /// handlers: no polling and no async-signal-safety concerns.
 fn block_signals() -> libc::sigset_t {
     // SAFETY: sigset manipulation on a local, zero-initialised set.
@@ -555,6 +981,7 @@ fn block_signals() -> libc::sigset_t {
         libc::sigaddset(&mut set, libc::SIGTERM);
         libc::sigaddset(&mut set, libc::SIGINT);
         libc::sigaddset(&mut set, libc::SIGHUP);
+        libc::sigaddset(&mut set, libc::SIGUSR1);
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
         set
     }
@@ -629,6 +1056,8 @@ struct Notify {
         std::os::unix::net::SocketAddr,
     )>,
     watchdog: Option<Duration>,
+    /// The variables as systemd set them, put back for a re-exec (live update).
+    env: Vec<(&'static str, std::ffi::OsString)>,
 }
 
 impl Notify {
@@ -652,12 +1081,25 @@ impl Notify {
             .filter(|us| *us > 0 && for_us)
             .map(|us| Duration::from_micros(us / 2));
         // Children must not talk to systemd in our name.
+        let mut env = Vec::new();
         for v in ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"] {
+            if let Some(value) = std::env::var_os(v) {
+                env.push((v, value));
+            }
             std::env::remove_var(v);
         }
         Notify {
             watchdog: socket.as_ref().and(watchdog),
             socket,
+            env,
+        }
+    }
+
+    /// Puts systemd's variables back (the pid does not change across exec), so the
+    /// re-executed root angel keeps notifying and pinging the watchdog.
+    fn restore_env(&self) {
+        for (k, v) in &self.env {
+            std::env::set_var(k, v);
         }
     }
 

@@ -4,6 +4,11 @@
 //! worker serving that connection and read by the listener (to resume a crashed worker)
 //! and the controller (the API's connection list). Records are claimed and released by
 //! the listener only, so there is one writer per record.
+//!
+//! The header names the listener that owns the table (pid and start time). A listener
+//! that replaces another one (after a crash, or a live update) keeps the records of
+//! workers that still run, writes its own identity, and those workers hand it their
+//! client sockets so it can resume them (see `brume listen`).
 
 use crate::{io_err, sys, Error, Namespace, Result};
 use memmap2::MmapRaw;
@@ -11,7 +16,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 pub const CONN_SLOTS: usize = 1024;
 const WORDS: usize = 32;
-const MAGIC: u64 = u64::from_le_bytes(*b"BRUMECON");
+const MAGIC: u64 = u64::from_le_bytes(*b"BRUMECN2");
+/// Header words before the first record: magic, owner pid, owner start time, spare.
+const HEADER: usize = 8;
+const SIZE: u64 = ((CONN_SLOTS * WORDS + HEADER) * 8) as u64;
 
 /// Field word indexes within a record.
 mod w {
@@ -51,7 +59,58 @@ impl ConnTable {
         ns.dir.join(format!("{}.conns", ns.prefix))
     }
 
-    /// Creates (or re-creates) the table: only the listener does this, at start.
+    /// The listener, at start: maps the table of the listener it replaces, keeping
+    /// the records whose worker still runs and freeing the others, or creates a new
+    /// one. It then claims the table as its owner.
+    pub fn take_over(ns: &Namespace) -> Result<ConnTable> {
+        let t = match ConnTable::open(ns) {
+            Ok(t) => {
+                for s in 0..CONN_SLOTS {
+                    if t.word(s, w::OPENED_MS).load(Ordering::Acquire) != 0 && !t.worker_alive(s) {
+                        t.release(s);
+                    }
+                }
+                t
+            }
+            Err(_) => ConnTable::create(ns)?,
+        };
+        let pid = std::process::id();
+        t.word_at(2)
+            .store(sys::process_start_time(pid).unwrap_or(0), Ordering::Relaxed);
+        t.word_at(1).store(pid as u64, Ordering::Release);
+        Ok(t)
+    }
+
+    /// The listener that owns the table now (0 before any).
+    pub fn owner(&self) -> u32 {
+        self.word_at(1).load(Ordering::Acquire) as u32
+    }
+
+    /// True when the record's worker (pid and start time) still runs.
+    pub fn worker_alive(&self, slot: usize) -> bool {
+        let pid = self.word(slot, w::PID).load(Ordering::Acquire) as u32;
+        pid != 0
+            && sys::process_start_time(pid)
+                == Some(self.word(slot, w::START).load(Ordering::Relaxed))
+    }
+
+    /// The record's worker pid (0: none, or it finished with the connection).
+    pub fn worker(&self, slot: usize) -> u32 {
+        self.word(slot, w::PID).load(Ordering::Acquire) as u32
+    }
+
+    /// Worker: it is done with the connection (it exits on purpose, not by a crash),
+    /// so a listener that sees it exit without a status does not resume it.
+    pub fn finished(&self, slot: usize, pid: u32) {
+        let _ = self.word(slot, w::PID).compare_exchange(
+            pid as u64,
+            0,
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Creates (or re-creates) an empty table.
     pub fn create(ns: &Namespace) -> Result<ConnTable> {
         let path = ConnTable::path(ns);
         let tmp = ns
@@ -64,8 +123,7 @@ impl ConnTable {
             .truncate(true)
             .open(&tmp)
             .map_err(|e| io_err("-", "create", &tmp, e))?;
-        f.set_len((CONN_SLOTS * WORDS * 8 + 8) as u64)
-            .map_err(|e| io_err("-", "size", &tmp, e))?;
+        f.set_len(SIZE).map_err(|e| io_err("-", "size", &tmp, e))?;
         let map = MmapRaw::map_raw(&f).map_err(|e| io_err("-", "mmap", &tmp, e))?;
         let t = ConnTable { map };
         t.word_at(0).store(MAGIC, Ordering::Release);
@@ -85,7 +143,7 @@ impl ConnTable {
             .metadata()
             .map_err(|e| io_err("-", "stat", &path, e))?
             .len();
-        if len != (CONN_SLOTS * WORDS * 8 + 8) as u64 {
+        if len != SIZE {
             return Err(Error::Invalid {
                 stream: "-".into(),
                 path,
@@ -111,7 +169,7 @@ impl ConnTable {
     }
 
     fn word(&self, slot: usize, field: usize) -> &AtomicU64 {
-        self.word_at(1 + slot * WORDS + field)
+        self.word_at(HEADER + slot * WORDS + field)
     }
 
     fn set_text(&self, slot: usize, field: usize, words: usize, text: &str) {
@@ -240,6 +298,32 @@ mod tests {
         assert_eq!(l[0].stream.len(), 62);
         t.release(s);
         assert!(t.list().is_empty());
+        let _ = std::fs::remove_file(ConnTable::path(&ns));
+    }
+
+    #[test]
+    fn a_new_owner_keeps_the_records_of_live_workers() {
+        let ns = Namespace {
+            dir: std::env::temp_dir(),
+            prefix: format!("brumeconntake{}", std::process::id()),
+        };
+        let t = ConnTable::create(&ns).unwrap();
+        let live = t.claim("127.0.0.1:1", 1).unwrap();
+        t.set_worker(live, std::process::id(), false);
+        t.state(live, 0).store(77, Ordering::Relaxed);
+        let dead = t.claim("127.0.0.1:2", 2).unwrap();
+        // A pid that does not run (beyond pid_max on every Linux).
+        t.set_worker(dead, 0x7fff_fff0, false);
+        let finished = t.claim("127.0.0.1:3", 3).unwrap();
+        t.set_worker(finished, std::process::id(), false);
+        t.finished(finished, std::process::id());
+
+        let next = ConnTable::take_over(&ns).unwrap();
+        assert_eq!(next.owner(), std::process::id());
+        let slots: Vec<usize> = next.list().iter().map(|c| c.slot).collect();
+        assert_eq!(slots, vec![live], "only the live worker's record is kept");
+        assert_eq!(next.state(live, 0).load(Ordering::Relaxed), 77);
+        assert_eq!(next.worker(live), std::process::id());
         let _ = std::fs::remove_file(ConnTable::path(&ns));
     }
 }

@@ -180,6 +180,10 @@ async fn run(state: Shared, sock: std::os::unix::net::UnixDatagram) -> Result<()
         .map_err(|e| e.to_string())?;
     let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
         .map_err(|e| e.to_string())?;
+    // A live update: `serve` asks this controller to hand over to one of the new binary.
+    let mut handover =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined2())
+            .map_err(|e| e.to_string())?;
     tracing::info!(config = %state.env.config.display(), "controller ready");
     let api_slots = ApiSlots::default();
     loop {
@@ -205,6 +209,19 @@ async fn run(state: Shared, sock: std::os::unix::net::UnixDatagram) -> Result<()
             },
             _ = term.recv() => break,
             _ = int.recv() => break,
+            _ = handover.recv() => {
+                // Nothing is stopped: inputs keep running and the next controller
+                // adopts them as after a crash. Recorders and pushers end with this
+                // process; the next one starts them again, and a recorder continues
+                // its predecessor's recording (see recorder.rs).
+                tracing::info!("handing over to the next controller");
+                let _ = tokio::time::timeout(
+                    std::time::Duration::from_millis(500),
+                    events::drain(&state),
+                )
+                .await;
+                return Ok(());
+            }
         }
     }
     tracing::info!("controller stopping");

@@ -12,6 +12,8 @@
 //!
 //! The two files are this module's types, so both sides read and write the same JSON.
 
+pub mod swap;
+
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
