@@ -154,6 +154,8 @@ pub struct Viewer {
     stop: Arc<AtomicBool>,
     data: Arc<Mutex<Vec<u8>>>,
     why: Arc<Mutex<String>>,
+    /// When each read returned bytes.
+    reads: Arc<Mutex<Vec<Instant>>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -171,13 +173,15 @@ impl Viewer {
         let stop = Arc::new(AtomicBool::new(false));
         let data = Arc::new(Mutex::new(Vec::new()));
         let why = Arc::new(Mutex::new(String::new()));
+        let reads = Arc::new(Mutex::new(Vec::new()));
         let thread = {
-            let (bytes, closed, stop, data, why) = (
+            let (bytes, closed, stop, data, why, reads) = (
                 bytes.clone(),
                 closed.clone(),
                 stop.clone(),
                 data.clone(),
                 why.clone(),
+                reads.clone(),
             );
             std::thread::spawn(move || {
                 let mut buf = vec![0u8; 65536];
@@ -188,6 +192,7 @@ impl Viewer {
                             break;
                         }
                         Ok(n) => {
+                            reads.lock().expect("reads").push(Instant::now());
                             data.lock().expect("data").extend_from_slice(&buf[..n]);
                             bytes.fetch_add(n as u64, Ordering::SeqCst);
                         }
@@ -215,8 +220,21 @@ impl Viewer {
             stop,
             data,
             why,
+            reads,
             thread: Some(thread),
         }
+    }
+
+    /// The longest time without bytes between `from` and `to`.
+    pub fn longest_gap(&self, from: Instant, to: Instant) -> Duration {
+        let reads = self.reads.lock().expect("reads");
+        let mut last = from;
+        let mut longest = Duration::ZERO;
+        for t in reads.iter().filter(|t| **t > from && **t <= to) {
+            longest = longest.max(*t - last);
+            last = *t;
+        }
+        longest.max(to.saturating_duration_since(last))
     }
 
     pub fn bytes(&self) -> u64 {

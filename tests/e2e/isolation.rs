@@ -1,12 +1,11 @@
 //! What a forked process inherits: a killed listener is back on its ports at once
-//! (no child holds the listening sockets), and a worker holds only its own client's
-//! socket (a response that ends reaches EOF at its client).
+//! (serve keeps the listening sockets; no worker holds one), and a worker holds only
+//! its own client's socket (a response that ends reaches EOF at its client).
 
-use crate::harness::{ffmpeg, signal, wait_until, Proc, Server, PASSWORD};
+use crate::harness::{signal, wait_until, Proc, Server, PASSWORD};
 use crate::http::{self, Viewer};
-use crate::media::Background;
+use crate::media::{rtmp_publisher, Background};
 use std::collections::{HashMap, HashSet};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// 100 viewers come from one address here (127.0.0.1): more than an address's
@@ -126,24 +125,6 @@ fn listeners(server: &Server) -> Vec<i32> {
         .collect()
 }
 
-fn publisher(url: &str, seconds: u32) -> Command {
-    let mut c = Command::new(ffmpeg());
-    c.args(["-nostdin", "-hide_banner", "-loglevel", "warning", "-re"]);
-    c.args(["-f", "lavfi", "-i", "testsrc=size=320x180:rate=25"]);
-    c.args(["-f", "lavfi", "-i", "sine=f=1000:sample_rate=44100"]);
-    c.args(["-t", &seconds.to_string()]);
-    c.args([
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-tune",
-        "zerolatency",
-    ]);
-    c.args(["-g", "25", "-c:a", "aac", "-f", "flv", url]);
-    c
-}
-
 fn frames(server: &Server, stream: &str) -> u64 {
     server.stream(stream)["status"]["frames"]
         .as_u64()
@@ -175,7 +156,7 @@ fn listener_kill_with_100_viewers_and_a_publisher_is_back_at_once() {
     server.wait_live("demo", Duration::from_secs(20));
     let url = format!("rtmp://127.0.0.1:{}/live/cam?key=s3cret", server.rtmp_port);
     let log = server.dir.join("publish.log");
-    let mut ff = Background::spawn(publisher(&url, 300), &log);
+    let mut ff = Background::spawn(rtmp_publisher(&url, 300, 25), &log);
     let publish_log = || std::fs::read_to_string(&log).unwrap_or_default();
     wait_until(Duration::from_secs(30), "cam to be live", || {
         if let Some(code) = ff.exited() {

@@ -13,6 +13,7 @@ mod crashes;
 mod crosssite;
 mod hostile;
 mod isolation;
+mod liveupdate;
 mod lifecycle;
 mod outputs;
 mod publishers;
