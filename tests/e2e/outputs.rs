@@ -4,8 +4,9 @@ use crate::harness::Server;
 use crate::media::{assert_decodes_clean, assert_h264_aac};
 use std::time::Duration;
 
-/// The default config (created by brume on first run): the demo stream's HLS, MP4 and
-/// TS outputs decode without a single error, as H.264 1280x720 + AAC.
+/// The default config (created by brume on first run): the demo stream's HLS (fMP4 and
+/// MPEG-TS segments), MP4 and TS outputs decode without a single error, as H.264
+/// 1280x720 + AAC.
 #[test]
 fn demo_outputs_decode() {
     let server = Server::start(None);
@@ -19,6 +20,7 @@ fn demo_outputs_decode() {
     let base = format!("http://127.0.0.1:{}", server.http_port);
     let urls = [
         format!("{base}/hls/demo/index.m3u8"),
+        format!("{base}/hls/demo/ts.m3u8"),
         format!("{base}/demo.mp4"),
         format!("{base}/demo.ts"),
     ];

@@ -1,4 +1,4 @@
-//! HLS (RFC 8216) media playlists for fMP4 segments.
+//! HLS (RFC 8216) media playlists for fMP4 and MPEG-TS segments.
 
 use std::fmt::Write;
 
@@ -21,8 +21,9 @@ pub struct Segment {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Playlist<'a> {
     pub segments: &'a [Segment],
-    /// `EXT-X-MAP` URI of the init segment.
-    pub init_uri: &'a str,
+    /// `EXT-X-MAP` URI of the init segment (fMP4 segments); None for MPEG-TS
+    /// segments, which carry their own PAT/PMT and parameter sets.
+    pub init_uri: Option<&'a str>,
     /// `EXT-X-DISCONTINUITY-SEQUENCE`: discontinuities before the first segment listed.
     pub discontinuity_sequence: u64,
     /// Adds `EXT-X-ENDLIST`.
@@ -34,8 +35,8 @@ fn millis(us: i64) -> i64 {
     us.max(0).saturating_add(500) / 1000
 }
 
-/// A media playlist (version 7, fMP4 with `#EXT-X-MAP:URI="init_uri"`) for `segments`
-/// in order. `#EXTINF` durations are written in milliseconds;
+/// A media playlist for `segments` in order: version 7 for fMP4 (with
+/// `#EXT-X-MAP:URI="init_uri"`), version 3 for MPEG-TS (no init segment). `#EXTINF` durations are written in milliseconds;
 /// `#EXT-X-TARGETDURATION` is the longest of them rounded up (at least 1),
 /// `#EXT-X-MEDIA-SEQUENCE` the first segment's sequence (0 when empty);
 /// `#EXT-X-DISCONTINUITY-SEQUENCE` is written when not 0, and each segment's date as
@@ -51,12 +52,15 @@ pub fn media_playlist(p: &Playlist) -> String {
     let first = segments.first().map_or(0, |s| s.sequence);
     let mut out = String::with_capacity(200 + segments.len() * 48);
     // Writing to a String cannot fail.
+    let version = if init_uri.is_some() { 7 } else { 3 };
     let _ = write!(
         out,
-        "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:{target}\n\
-         #EXT-X-MEDIA-SEQUENCE:{first}\n#EXT-X-INDEPENDENT-SEGMENTS\n\
-         #EXT-X-MAP:URI=\"{init_uri}\"\n"
+        "#EXTM3U\n#EXT-X-VERSION:{version}\n#EXT-X-TARGETDURATION:{target}\n\
+         #EXT-X-MEDIA-SEQUENCE:{first}\n#EXT-X-INDEPENDENT-SEGMENTS\n"
     );
+    if let Some(uri) = init_uri {
+        let _ = writeln!(out, "#EXT-X-MAP:URI=\"{uri}\"");
+    }
     if p.discontinuity_sequence != 0 {
         let _ = writeln!(
             out,
@@ -106,7 +110,7 @@ mod tests {
                 seg(42, 2_002_000, false),
                 seg(43, 1_999_999, true),
             ],
-            init_uri: "init.mp4",
+            init_uri: Some("init.mp4"),
             discontinuity_sequence: 0,
             ended: false,
         });
@@ -132,7 +136,7 @@ mod tests {
     fn ended_playlist() {
         let text = media_playlist(&Playlist {
             segments: &[seg(0, 4_000_400, false), seg(1, 433_333, false)],
-            init_uri: "i.mp4",
+            init_uri: Some("i.mp4"),
             discontinuity_sequence: 0,
             ended: true,
         });
@@ -160,10 +164,10 @@ mod tests {
             discontinuity_sequence: 0,
             ended: false,
         };
-        let text = media_playlist(&pl(&[], "init.mp4"));
+        let text = media_playlist(&pl(&[], Some("init.mp4")));
         assert!(text.contains("#EXT-X-TARGETDURATION:1\n#EXT-X-MEDIA-SEQUENCE:0\n"));
         assert!(!text.contains("#EXTINF"));
-        let text = media_playlist(&pl(&[seg(5, -3, false), seg(6, i64::MAX, false)], "a"));
+        let text = media_playlist(&pl(&[seg(5, -3, false), seg(6, i64::MAX, false)], Some("a")));
         assert!(text.contains("#EXTINF:0.000,\nseg5.m4s\n"));
     }
 
@@ -173,7 +177,7 @@ mod tests {
         a.date_ms = Some(1_796_679_017_511);
         let text = media_playlist(&Playlist {
             segments: &[a],
-            init_uri: "init-3.mp4",
+            init_uri: Some("init-3.mp4"),
             discontinuity_sequence: 2,
             ended: false,
         });
@@ -181,5 +185,20 @@ mod tests {
             "#EXT-X-MAP:URI=\"init-3.mp4\"\n#EXT-X-DISCONTINUITY-SEQUENCE:2\n\
              #EXT-X-PROGRAM-DATE-TIME:2026-12-07T21:30:17.511Z\n#EXTINF:1.000,\nseg7.m4s\n"
         ));
+    }
+
+    #[test]
+    fn mpeg_ts_segments_need_no_init_segment() {
+        let mut a = seg(7, 1_000_000, false);
+        a.uri = "7.ts".into();
+        let text = media_playlist(&Playlist {
+            segments: &[a],
+            init_uri: None,
+            discontinuity_sequence: 0,
+            ended: false,
+        });
+        assert!(text.starts_with("#EXTM3U\n#EXT-X-VERSION:3\n"), "{text}");
+        assert!(!text.contains("EXT-X-MAP"), "{text}");
+        assert!(text.contains("#EXTINF:1.000,\n7.ts\n"), "{text}");
     }
 }

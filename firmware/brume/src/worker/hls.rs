@@ -1,5 +1,9 @@
 //! HLS with fMP4 (CMAF) segments: `/hls/<stream>/index.m3u8`, `init-<epoch>.mp4`,
-//! `<n>.m4s`.
+//! `<n>.m4s`; and the same segments as MPEG-TS: `/hls/<stream>/ts.m3u8`, `<n>.ts`,
+//! for players that handle fMP4 HLS badly (GStreamer's legacy `hlsdemux`, which
+//! `playbin` uses up to 1.22, starts an fMP4 live stream's clock at the playlist
+//! position instead of the fragments' decode times, so it waits the stream's whole
+//! age before the first frame; old TVs and set-top boxes play TS HLS only).
 //!
 //! Segments are cut at the primary track's indexed keyframes (about a second apart or
 //! more, see `brume_shm::KEY_INDEX_MIN_US`; audio-only streams get ~1 s segments),
@@ -19,7 +23,7 @@
 use super::http::{Request, Response};
 use super::{open_or_respond, Conn};
 use crate::env::Env;
-use brume_format::{fmp4, hls, Codec, Track};
+use brume_format::{fmp4, hls, ts, Codec, Frame, Track};
 use brume_shm::{KeyFrame, Reader};
 use std::time::{Duration, Instant};
 
@@ -50,7 +54,9 @@ pub fn serve(
         return Ok(false);
     }
     let response = if file == "index.m3u8" {
-        playlist(&reader)
+        playlist(&reader, Container::Fmp4)
+    } else if file == "ts.m3u8" {
+        playlist(&reader, Container::Ts)
     } else if is_init(file) {
         // Any epoch's init gets the current tracks: an older epoch's segments are only
         // listed until the newest epoch has one of its own.
@@ -62,7 +68,9 @@ pub fn serve(
         .strip_suffix(".m4s")
         .and_then(|n| n.parse::<u64>().ok())
     {
-        segment(&reader, &tracks, n)
+        segment(&reader, &tracks, n, Container::Fmp4)
+    } else if let Some(n) = file.strip_suffix(".ts").and_then(|n| n.parse::<u64>().ok()) {
+        segment(&reader, &tracks, n, Container::Ts)
     } else {
         Response::error(404, "no such HLS file")
     };
@@ -97,7 +105,14 @@ fn is_init(file: &str) -> bool {
             .is_some_and(|e| e.parse::<u32>().is_ok())
 }
 
-fn playlist(reader: &Reader) -> Response {
+/// The segments' container: fMP4 (the default playlist) or MPEG-TS (`ts.m3u8`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Container {
+    Fmp4,
+    Ts,
+}
+
+fn playlist(reader: &Reader, container: Container) -> Response {
     let Some(keys) = wait_for(reader, || {
         let k = reader.keyframes();
         (k.len() >= 2).then_some(k)
@@ -105,14 +120,14 @@ fn playlist(reader: &Reader) -> Response {
         return Response::error(503, "no complete segment yet");
     };
     let pairs: Vec<(KeyFrame, KeyFrame)> = keys.windows(2).map(|w| (w[0], w[1])).collect();
-    let text = live_playlist(&pairs, reader.ended());
+    let text = live_playlist(&pairs, reader.ended(), container);
     Response::ok("application/vnd.apple.mpegurl", text.into_bytes())
         .header("Cache-Control", "max-age=1")
 }
 
 /// The playlist of the newest epoch's complete segments (`pairs`: consecutive indexed
 /// keyframes, oldest first).
-fn live_playlist(pairs: &[(KeyFrame, KeyFrame)], ended: bool) -> String {
+fn live_playlist(pairs: &[(KeyFrame, KeyFrame)], ended: bool, container: Container) -> String {
     let epoch = pairs.last().map_or(1, |(a, _)| a.epoch);
     let same: Vec<&(KeyFrame, KeyFrame)> = pairs.iter().filter(|(a, _)| a.epoch == epoch).collect();
     let start = same.len().saturating_sub(WINDOW);
@@ -121,20 +136,24 @@ fn live_playlist(pairs: &[(KeyFrame, KeyFrame)], ended: bool) -> String {
         .map(|(a, b)| hls::Segment {
             sequence: a.number,
             duration_us: b.dts - a.dts,
-            uri: format!("{}.m4s", a.number),
+            uri: match container {
+                Container::Fmp4 => format!("{}.m4s", a.number),
+                Container::Ts => format!("{}.ts", a.number),
+            },
             discontinuity: false,
             date_ms: Some(a.wall_us / 1000),
         })
         .collect();
+    let init = format!("init-{epoch}.mp4");
     hls::media_playlist(&hls::Playlist {
         segments: &segments,
-        init_uri: &format!("init-{epoch}.mp4"),
+        init_uri: (container == Container::Fmp4).then_some(init.as_str()),
         discontinuity_sequence: u64::from(epoch.saturating_sub(1)),
         ended,
     })
 }
 
-fn segment(reader: &Reader, tracks: &[Track], n: u64) -> Response {
+fn segment(reader: &Reader, tracks: &[Track], n: u64, container: Container) -> Response {
     let found = wait_for(reader, || {
         let keys = reader.keyframes();
         let oldest = keys.first().map(|k| k.number)?;
@@ -154,6 +173,9 @@ fn segment(reader: &Reader, tracks: &[Track], n: u64) -> Response {
             None => return Response::error(404, &format!("segment {n} was overwritten")),
         }
     }
+    if container == Container::Ts {
+        return ts_segment(tracks, &frames, n);
+    }
     let runs: Vec<fmp4::TrackRun> = frames
         .iter()
         .filter(|(_, f)| !f.is_empty())
@@ -169,6 +191,26 @@ fn segment(reader: &Reader, tracks: &[Track], n: u64) -> Response {
         }
         Err(e) => Response::error(500, &e.to_string()),
     }
+}
+
+/// Segment `n` as MPEG-TS: PAT, PMT and the parameter sets first (each segment
+/// stands alone, RFC 8216 3.2), then every track's frames in decode order. The
+/// continuity counters start at 0 in every segment; players take each segment as a new
+/// piece of transport stream.
+fn ts_segment(tracks: &[Track], frames: &[(&Track, Vec<Frame>)], n: u64) -> Response {
+    let mut mux = match ts::TsMuxer::new(tracks) {
+        Ok(m) => m,
+        Err(e) => return Response::error(415, &e.to_string()),
+    };
+    let mut all: Vec<&Frame> = frames.iter().flat_map(|(_, f)| f.iter()).collect();
+    all.sort_by_key(|f| f.dts);
+    let mut out = Vec::with_capacity(all.iter().map(|f| f.data.len() + 200).sum());
+    for f in all {
+        if let Err(e) = mux.mux(f, &mut out) {
+            return Response::error(500, &format!("segment {n}: {e}"));
+        }
+    }
+    Response::ok("video/mp2t", out).header("Cache-Control", "public, max-age=60")
 }
 
 #[cfg(test)]
@@ -193,7 +235,7 @@ mod tests {
     #[test]
     fn a_new_epoch_gets_its_own_init_and_discontinuity_sequence() {
         // The new epoch has no complete segment yet: the old one is still listed.
-        let text = live_playlist(&keys(&[1, 1, 1, 2]), false);
+        let text = live_playlist(&keys(&[1, 1, 1, 2]), false, Container::Fmp4);
         assert!(text.contains("#EXT-X-MEDIA-SEQUENCE:1000\n"), "{text}");
         assert!(text.contains("#EXT-X-MAP:URI=\"init-1.mp4\"\n"), "{text}");
         assert!(!text.contains("#EXT-X-DISCONTINUITY"), "{text}");
@@ -201,11 +243,24 @@ mod tests {
             "#EXT-X-PROGRAM-DATE-TIME:2026-12-07T21:30:17.000Z\n#EXTINF:1.000,\n1000.m4s\n"
         ));
         // It has one: only the new epoch is listed, numbers keep growing.
-        let text = live_playlist(&keys(&[1, 1, 1, 2, 2]), false);
+        let text = live_playlist(&keys(&[1, 1, 1, 2, 2]), false, Container::Fmp4);
         assert!(text.contains("#EXT-X-MEDIA-SEQUENCE:1003\n"), "{text}");
         assert!(text.contains("#EXT-X-MAP:URI=\"init-2.mp4\"\n"), "{text}");
         assert!(text.contains("#EXT-X-DISCONTINUITY-SEQUENCE:1\n"), "{text}");
         assert!(!text.contains("1002.m4s"), "{text}");
         assert!(is_init("init-2.mp4") && is_init("init.mp4") && !is_init("init-x.mp4"));
+    }
+
+    #[test]
+    fn the_ts_playlist_lists_the_same_segments_without_an_init() {
+        let fmp4 = live_playlist(&keys(&[1, 1, 1, 1]), false, Container::Fmp4);
+        let ts = live_playlist(&keys(&[1, 1, 1, 1]), false, Container::Ts);
+        assert!(!ts.contains("EXT-X-MAP"), "{ts}");
+        assert!(ts.contains("#EXT-X-VERSION:3\n"), "{ts}");
+        assert_eq!(
+            fmp4.lines().filter(|l| l.ends_with(".m4s")).count(),
+            ts.lines().filter(|l| l.ends_with(".ts")).count()
+        );
+        assert!(ts.contains("#EXT-X-MEDIA-SEQUENCE:1000\n"), "{ts}");
     }
 }
