@@ -12,6 +12,7 @@ mod push;
 mod recorder;
 mod serve;
 mod update;
+mod update_cmd;
 mod worker;
 
 use brume::{config, webhook};
@@ -26,6 +27,11 @@ USAGE:
                 [--rtsp ADDR:PORT|off]
         Run everything: controller, listeners, inputs. Creates PATH with a demo
         stream if it does not exist (see brume serve --help).
+    brume update FILE [--sig SIGFILE] [--config PATH]
+    brume update --rollback [--config PATH]
+        Switch the running appliance to the brume binary FILE (checked first,
+        signed when the configuration has update.public_key) without dropping
+        viewers, or back to the previous binary (see brume update --help).
     brume devices
         List the V4L2 cameras (formats, sizes, frame rates), ALSA capture
         devices and GPIO chips, as JSON.
@@ -43,6 +49,7 @@ Every command takes --help.
 fn role_usage(role: &str) -> Option<&'static str> {
     Some(match role {
         "serve" => serve::USAGE,
+        "update" => update_cmd::USAGE,
         "devices" => {
             "usage: brume devices\n    The V4L2 cameras (formats, sizes, frame rates), V4L2 M2M encoders,\n    ALSA capture devices and GPIO chips of this machine, as JSON.\n"
         }
@@ -88,6 +95,7 @@ fn main() -> ExitCode {
         "record" => recorder::main(rest),
         "push" => push::main(rest),
         "bench" => worker::bench::main(rest),
+        "update" => return update_cmd::main(rest),
         "devices" if !rest.is_empty() => {
             eprint!(
                 "brume devices: unexpected argument {:?}\n{}",

@@ -45,6 +45,85 @@ pub struct Config {
     /// Host names and origins the API accepts besides the board's own.
     #[serde(default, skip_serializing_if = "Http::is_default")]
     pub http: Http,
+    /// Live updates of the binary: the key that signs them.
+    #[serde(default, skip_serializing_if = "Update::is_default")]
+    pub update: Update,
+}
+
+/// Live updates (`POST /api/v1/system/update`, `brume update`). With a public key, an
+/// update is taken only with a detached ed25519 signature by the matching private key
+/// over the whole binary. The key is set in the file: the API keeps it as it is, as it
+/// keeps the admin password, so a stolen session cannot swap the key and then the
+/// binary.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Update {
+    /// The PEM that `openssl pkey -in key.pem -pubout` prints, or the base64 of the 32
+    /// raw bytes of the key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<String>,
+}
+
+impl Update {
+    fn is_default(&self) -> bool {
+        *self == Update::default()
+    }
+
+    /// The configured key's 32 bytes (None: updates need no signature).
+    pub fn key(&self) -> Result<Option<[u8; 32]>, FieldError> {
+        match &self.public_key {
+            None => Ok(None),
+            Some(text) => parse_public_key(text)
+                .map(Some)
+                .map_err(|m| field_err("update.public_key", m)),
+        }
+    }
+}
+
+/// The DER prefix of an Ed25519 SubjectPublicKeyInfo (RFC 8410): SEQUENCE { SEQUENCE
+/// { OID 1.3.101.112 }, BIT STRING (33 bytes, no unused bits) }, then the 32-byte key.
+const ED25519_SPKI_PREFIX: [u8; 12] = [
+    0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+];
+
+/// An ed25519 public key from its PEM (`-----BEGIN PUBLIC KEY-----`, as `openssl pkey
+/// -pubout` prints it), the base64 of that DER, or the base64 of the 32 raw bytes.
+pub fn parse_public_key(text: &str) -> Result<[u8; 32], String> {
+    use base64ct::{Base64, Encoding};
+    const WANTED: &str = "an ed25519 public key: the PEM that `openssl pkey -in key.pem \
+                          -pubout` prints, or the base64 of its 32 bytes";
+    let text = text.trim();
+    if text.contains("PRIVATE KEY") {
+        return Err(format!(
+            "this is a private key, which must stay off the appliance; give {WANTED}"
+        ));
+    }
+    let body: String = if text.starts_with("-----BEGIN") {
+        if !text.starts_with("-----BEGIN PUBLIC KEY-----") {
+            return Err(format!("not a PUBLIC KEY PEM block; give {WANTED}"));
+        }
+        text.lines()
+            .map(str::trim)
+            .filter(|l| !l.starts_with("-----"))
+            .collect()
+    } else {
+        text.chars().filter(|c| !c.is_ascii_whitespace()).collect()
+    };
+    let mut buf = [0u8; 64];
+    let der = Base64::decode(&body, &mut buf).map_err(|_| format!("not base64; give {WANTED}"))?;
+    let key: [u8; 32] = match der.len() {
+        32 => der.try_into().expect("32 bytes"),
+        44 if der[..12] == ED25519_SPKI_PREFIX => der[12..].try_into().expect("32 bytes"),
+        44 => {
+            return Err(format!(
+                "a public key of another kind than ed25519; give {WANTED}"
+            ))
+        }
+        n => return Err(format!("{n} bytes is no ed25519 public key; give {WANTED}")),
+    };
+    ed25519_dalek::VerifyingKey::from_bytes(&key)
+        .map_err(|_| format!("the bytes are not a valid ed25519 public key; give {WANTED}"))?;
+    Ok(key)
 }
 
 /// What the API accepts as its own name and as a page's origin, besides IP literals,
@@ -359,6 +438,7 @@ impl Default for Config {
             pushes: BTreeMap::new(),
             limits: Limits::default(),
             http: Http::default(),
+            update: Update::default(),
         }
     }
 }
@@ -391,6 +471,7 @@ impl Config {
             ));
         }
         self.http.validate()?;
+        self.update.key()?;
         self.limits.validate()?;
         if let Some(d) = &self.recording.dir {
             if d.is_empty() || d.len() > 1024 || d.contains('\0') {
@@ -725,6 +806,51 @@ mod tests {
             cam("gpu").validate().unwrap_err().field,
             "streams.c.source.video.encoder"
         );
+    }
+
+    #[test]
+    fn update_keys_pem_or_base64() {
+        // `openssl genpkey -algorithm ed25519 | openssl pkey -pubout` for a fixed key.
+        let raw = ed25519_dalek::SigningKey::from_bytes(&[9u8; 32])
+            .verifying_key()
+            .to_bytes();
+        use base64ct::{Base64, Encoding};
+        let mut der = ED25519_SPKI_PREFIX.to_vec();
+        der.extend_from_slice(&raw);
+        let pem = format!(
+            "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+            Base64::encode_string(&der)
+        );
+        assert_eq!(parse_public_key(&pem).unwrap(), raw);
+        assert_eq!(parse_public_key(&Base64::encode_string(&raw)).unwrap(), raw);
+        assert_eq!(parse_public_key(&Base64::encode_string(&der)).unwrap(), raw);
+        let load = |key: &str| -> Result<Config, FieldError> {
+            let c: Config = serde_json::from_value(serde_json::json!({
+                "streams": {}, "update": { "public_key": key }
+            }))
+            .unwrap();
+            c.validate().map(|()| c)
+        };
+        assert_eq!(load(&pem).unwrap().update.key().unwrap(), Some(raw));
+        for bad in [
+            "",
+            "not base64!",
+            "AAAA",
+            "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIA==\n-----END PRIVATE KEY-----",
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----",
+        ] {
+            let e = load(bad).unwrap_err();
+            assert_eq!(e.field, "update.public_key", "{bad}");
+            assert!(e.message.contains("ed25519 public key"), "{bad}: {e}");
+        }
+        let mut rsa = der.clone();
+        rsa[8] = 0x71;
+        assert!(parse_public_key(&Base64::encode_string(&rsa))
+            .unwrap_err()
+            .contains("another kind"));
+        // No key: no update section in the file.
+        let text = serde_json::to_string(&Config::default()).unwrap();
+        assert!(!text.contains("update"), "{text}");
     }
 
     #[test]

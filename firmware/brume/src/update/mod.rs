@@ -13,6 +13,7 @@
 //! The two files are this module's types, so both sides read and write the same JSON.
 
 pub mod swap;
+pub mod verify;
 
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};

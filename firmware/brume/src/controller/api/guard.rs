@@ -11,6 +11,9 @@
 //! * **Content-Type** (API calls that change something): a body must be
 //!   `application/json` (415 otherwise), which a cross-site form cannot send without a
 //!   CORS preflight that the API never grants. A call without a body needs no type.
+//!   The one exception is the upload of a new binary (`POST /api/v1/system/update`),
+//!   whose body must be `application/octet-stream` instead; a cross-site form cannot
+//!   send that type either.
 //!
 //! Session cookies are `SameSite=Strict; HttpOnly` as well (see `session_cookie`).
 
@@ -108,7 +111,9 @@ pub fn admit(
             }
         }
     }
-    if path.starts_with("/api/") {
+    if super::update::is_upload(method, path) {
+        binary_body(headers)?;
+    } else if path.starts_with("/api/") {
         json_body(headers)?;
     }
     Ok(())
@@ -144,6 +149,30 @@ fn json_body(headers: &HeaderMap) -> Result<(), ApiError> {
                 Ok(())
             }
         }
+    }
+}
+
+/// The upload of a new binary: its body must be declared `application/octet-stream`.
+fn binary_body(headers: &HeaderMap) -> Result<(), ApiError> {
+    let t = headers
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap_or(""))
+        .unwrap_or("");
+    let essence = t.split(';').next().unwrap_or("").trim();
+    if essence.eq_ignore_ascii_case("application/octet-stream") {
+        Ok(())
+    } else {
+        Err(refused(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!(
+                "an update is the binary itself (Content-Type: application/octet-stream), not {}",
+                if t.is_empty() {
+                    "a body without a Content-Type".to_string()
+                } else {
+                    format!("{t:?}")
+                }
+            ),
+        ))
     }
 }
 
@@ -310,6 +339,28 @@ mod tests {
                 &[("host", "localhost"), ("origin", "http://localhost")]
             ),
             200
+        );
+        // The upload of a binary takes exactly that type, and only there.
+        let binary = ("content-type", "application/octet-stream");
+        let update = |list: &[(&'static str, &'static str)]| {
+            status(Method::POST, "/api/v1/system/update", list)
+        };
+        assert_eq!(update(&[host, binary, ("content-length", "5")]), 200);
+        assert_eq!(update(&[host, json, ("content-length", "5")]), 415);
+        assert_eq!(update(&[host, ("content-length", "5")]), 415);
+        assert_eq!(
+            update(&[host, binary, ("origin", "http://evil.example")]),
+            403
+        );
+        assert_eq!(update(&[("host", "evil.example"), binary]), 403);
+        assert_eq!(post(&[host, binary, ("content-length", "5")]), 415);
+        assert_eq!(
+            status(
+                Method::PUT,
+                "/api/v1/system/update",
+                &[host, binary, ("content-length", "5")]
+            ),
+            415
         );
         // Reads need no Origin check.
         assert_eq!(

@@ -4,6 +4,7 @@
 mod automation;
 mod guard;
 mod keys;
+mod update;
 
 use super::{events, gpio, push, recording, supervisor, system, ui, Shared};
 use crate::config::{Config, FieldError, StreamConfig};
@@ -16,6 +17,7 @@ use serde_json::{json, Value};
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::OwnedFd;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -130,6 +132,8 @@ pub fn router(state: Shared) -> Router {
         )
         .route("/api/v1/connections", get(connections))
         .route("/api/v1/system", get(system_status))
+        .route(update::UPLOAD_PATH, post(update::upload))
+        .route("/api/v1/system/rollback", post(update::rollback))
         .route("/api/v1/logs", get(logs))
         .route("/api/v1/devices", get(devices))
         .route(
@@ -186,13 +190,29 @@ pub async fn serve_connection(state: Shared, fd: OwnedFd, head: Vec<u8>) {
         .unwrap_or(Duration::from_secs(10));
     let app = router(state).layer(Extension(Peer(peer)));
     let inner = hyper_util::service::TowerToHyperService::new(app);
+    let handed_over = tokio::time::Instant::now();
     // The body is read whole, within a total deadline from the hand-over, before the
     // request is routed: a client trickling its body holds only its own task and only
     // that long, and no handler ever waits on a client.
-    let deadline = tokio::time::Instant::now() + body_timeout;
+    let deadline = handed_over + body_timeout;
+    // The whole exchange, answer included, ends by this time (moved later for an
+    // update's upload).
+    let conn_deadline = Arc::new(Mutex::new(handed_over + CONNECTION_TIMEOUT));
+    let conn_until = conn_deadline.clone();
     let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
         let inner = inner.clone();
+        let conn_deadline = conn_deadline.clone();
         async move {
+            // The one exception: a new binary is streamed to its handler, which checks
+            // the admin from the head alone before it reads a byte of the body, and
+            // reads it within its own deadline (see api/update.rs).
+            if update::is_upload(req.method(), req.uri().path()) {
+                let until = handed_over + update::UPLOAD_TIMEOUT;
+                *conn_deadline.lock().expect("deadline lock") = until + CONNECTION_TIMEOUT;
+                let mut req = req.map(axum::body::Body::new);
+                req.extensions_mut().insert(update::UploadDeadline(until));
+                return hyper::service::Service::call(&inner, req).await;
+            }
             let (parts, body) = req.into_parts();
             let read = axum::body::to_bytes(axum::body::Body::new(body), MAX_BODY);
             let refused = match tokio::time::timeout_at(deadline, read).await {
@@ -225,8 +245,20 @@ pub async fn serve_connection(state: Shared, fd: OwnedFd, head: Vec<u8>) {
     let conn = hyper::server::conn::http1::Builder::new()
         .keep_alive(false)
         .serve_connection(io, svc);
-    let _ = tokio::time::timeout(Duration::from_secs(60), conn).await;
+    let mut conn = std::pin::pin!(conn);
+    loop {
+        let until = *conn_until.lock().expect("deadline lock");
+        if tokio::time::timeout_at(until, conn.as_mut()).await.is_ok() {
+            break;
+        }
+        if *conn_until.lock().expect("deadline lock") <= tokio::time::Instant::now() {
+            break;
+        }
+    }
 }
+
+/// How long one handed-over connection may take in all (beyond an upload's deadline).
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Largest request body (the whole configuration fits many times).
 const MAX_BODY: usize = 256 * 1024;
@@ -693,6 +725,8 @@ async fn put_config(
         let before = c.clone();
         *c = new;
         c.admin = before.admin.clone();
+        // The key that signs updates is set in the file only (see config::Update).
+        c.update = before.update.clone();
         keys::keep_keys(&before, c, false).map(drop)
     })
     .await?;
@@ -857,6 +891,7 @@ async fn system_status(State(state): State<Shared>, _: Admin) -> Json<Value> {
         .and_then(|a| a.parse::<SocketAddr>().ok())
         .map(|a| a.port());
     v["rtmp_port"] = json!(rtmp_port);
+    v["update"] = update::status_json(&state);
     Json(v)
 }
 
