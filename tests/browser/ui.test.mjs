@@ -462,6 +462,25 @@ async function main() {
     check(onDisk.streams.studio.source.key === studioKey, `the import changed the key to ${onDisk.streams.studio.source.key}`);
   });
 
+  await step('an upload that is not a brume binary is refused on the system page, and changes nothing', async () => {
+    await page.goto(`${base}/#/system`);
+    await page.waitForSelector('#update-file');
+    const before = (await apiInPage(page, 'GET', '/system')).body;
+    check('update' in before, 'GET /system has no update field');
+    check(await page.locator('#update-rollback').isHidden(), 'a rollback is offered with no previous version');
+    await page.setInputFiles('#update-file', { name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('not a binary\n') });
+    await page.click('#update-start');
+    await waitFor('the refusal', 15_000, async () => (await page.locator('#update-message').textContent()).includes('Nothing changed'));
+    const msg = await page.locator('#update-message').textContent();
+    check(msg.includes('not an executable (no ELF header)'), `message: ${msg}`);
+    const after = (await apiInPage(page, 'GET', '/system')).body;
+    check(after.version === before.version && canon(after.update) === canon(before.update), `the update state changed: ${canon(after.update)}`);
+    check(!fs.existsSync(path.join(tmp, 'run', 'update.request')), 'an update was requested');
+    const left = fs.existsSync(path.join(tmp, 'updates')) ? fs.readdirSync(path.join(tmp, 'updates')) : [];
+    check(left.length === 0, `files left in updates/: ${left}`);
+    await page.locator('.update').screenshot({ path: path.join(OUT, 'update-refused.png') });
+  });
+
   await step('the editor hides the key of a saved stream and shows a new one once (copy button)', async () => {
     await page.goto(`${base}/#/edit/studio`);
     await page.waitForSelector('#stream-form');

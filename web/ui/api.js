@@ -52,3 +52,40 @@ export const get = (path) => call('GET', path);
 export const post = (path, body) => call('POST', path, body === undefined ? {} : body);
 export const put = (path, body) => call('PUT', path, body);
 export const del = (path) => call('DELETE', path);
+
+/**
+ * Sends a file as the raw body (`application/octet-stream`) with XMLHttpRequest, the
+ * one way to see upload progress: `onProgress(sent, total)` is called as it goes.
+ * Answers and errors as `call`.
+ */
+export function upload(path, file, headers, onProgress) {
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open('POST', '/api/v1' + path);
+    xhr.withCredentials = true;
+    xhr.setRequestHeader('Content-Type', 'application/octet-stream');
+    for (const [k, v] of Object.entries(headers || {})) xhr.setRequestHeader(k, v);
+    xhr.upload.addEventListener('progress', (e) => {
+      if (onProgress) onProgress(e.loaded, e.lengthComputable ? e.total : file.size);
+    });
+    xhr.addEventListener('error', () => reject(new ApiError(0, 'the upload broke off (is the board on and reachable?)')));
+    xhr.addEventListener('abort', () => reject(new ApiError(0, 'the upload was cancelled')));
+    xhr.addEventListener('load', () => {
+      let data = null;
+      if (xhr.responseText) {
+        try {
+          data = JSON.parse(xhr.responseText);
+        } catch (e) {
+          data = { error: xhr.responseText.trim() };
+        }
+      }
+      if (xhr.status === 401) unauthorized();
+      if (xhr.status < 200 || xhr.status >= 300) {
+        reject(new ApiError(xhr.status, (data && data.error) || `${xhr.status} ${xhr.statusText}`, data && data.field));
+      } else {
+        resolve(data);
+      }
+    });
+    xhr.send(file);
+  });
+}

@@ -1,9 +1,10 @@
 // System: version and figures, restart a stream, export and import the configuration,
-// and the recent logs of every Brume process.
+// update the software (see update.js), and the recent logs of every Brume process.
 
 import * as api from '../api.js';
 import { clear, duration, every, h, stateBadge } from '../dom.js';
 import { renderSystem } from './dashboard.js';
+import { updatePanel } from './update.js';
 
 export function systemView(root) {
   const facts = h('dl', { class: 'stats wide', id: 'system-facts' });
@@ -15,6 +16,7 @@ export function systemView(root) {
   const importBtn = h('button', { type: 'button', id: 'import' }, 'Import configuration…');
   const logs = h('pre', { class: 'logs', id: 'logs', tabindex: 0 });
   const follow = h('input', { type: 'checkbox', checked: true });
+  const update = updatePanel();
 
   root.append(
     h('h1', {}, 'System'),
@@ -26,6 +28,8 @@ export function systemView(root) {
     h('p', {}, 'Export saves every stream and setting as a JSON file (the admin password is not in it). Import replaces them all; an invalid file changes nothing.'),
     h('div', { class: 'actions' }, exportBtn, importBtn, fileInput),
     cfgMsg,
+    h('h2', {}, 'Software update'),
+    update.el,
     h('div', { class: 'page-head' }, h('h2', {}, 'Recent logs'), h('label', { class: 'check' }, follow, ' Follow')),
     logs);
 
@@ -99,6 +103,7 @@ export function systemView(root) {
       h('div', {}, h('dt', {}, 'Brume up'), h('dd', {}, duration(sys.controller_uptime_s))),
       h('div', {}, h('dt', {}, 'RTMP port'), h('dd', {}, sys.rtmp_port === null ? 'off' : String(sys.rtmp_port ?? '—'))));
     renderSystem(tiles, sys);
+    update.render(sys);
     renderStreams(list);
     const text = lines.join('\n');
     if (logs.textContent !== text) {
