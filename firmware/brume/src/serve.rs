@@ -38,6 +38,10 @@ struct Guarded {
 /// within this long, whatever its history of deaths.
 const LISTENER_MAX_DELAY: Duration = Duration::from_millis(500);
 
+/// Set for a root angel that the packaged binary started in its place (so it does not
+/// look for another one).
+const BOOTED_FROM: &str = "BRUME_BOOTED_FROM";
+
 /// A live update: the new controller must answer the API within this long...
 const HEALTH_DEADLINE: Duration = Duration::from_secs(20);
 /// ... and it and the new listener must then keep running this long.
@@ -188,6 +192,33 @@ pub fn main(options: Options) -> Result<(), String> {
         rtsp,
     } = options;
     let config_path = std::path::absolute(&config_path).map_err(|e| e.to_string())?;
+    let updates = upd::updates_dir(&config_path);
+    // A fresh start runs the binary the last live update left in the updates
+    // directory (the root file system is read-only on the appliance), if it is newer.
+    if resume.is_none() && std::env::var_os(BOOTED_FROM).is_none() {
+        let own = std::env::current_exe().map_err(|e| e.to_string())?;
+        if let Some(target) = upd::boot::choose(&updates, &own, &upd::version()) {
+            tracing::info!(binary = %target.display(), "starting the updated binary");
+            std::env::set_var(BOOTED_FROM, &own);
+            systemd.restore_env();
+            let mut args = vec!["serve".to_string(), "--config".into()];
+            args.push(config_path.display().to_string());
+            args.extend([
+                "--listen".to_string(),
+                listen.clone(),
+                "--rtmp".into(),
+                rtmp.clone(),
+            ]);
+            if let Some(r) = &rtsp {
+                args.extend(["--rtsp".to_string(), r.clone()]);
+            }
+            let err = swap::exec_into(&target, &args, &[]);
+            tracing::error!(binary = %target.display(), error = %err, "cannot run the updated binary");
+            std::env::remove_var(BOOTED_FROM);
+            Notify::from_env();
+        }
+    }
+    std::env::remove_var(BOOTED_FROM);
 
     let run_dir = std::env::var_os(env::RUN_DIR)
         .map(PathBuf::from)
@@ -335,7 +366,12 @@ pub fn main(options: Options) -> Result<(), String> {
     let mut stopping = false;
     let mut kill_at: Option<Instant> = None;
     let mut swapping: Option<Swap> = None;
+    let mut up_since = Some(Instant::now());
     loop {
+        if up_since.is_some_and(|t| t.elapsed() >= upd::boot::STAYED_UP) {
+            upd::boot::stayed_up(&updates);
+            up_since = None;
+        }
         if let Some(every) = systemd.watchdog {
             if !stopping && Instant::now() >= next_ping {
                 systemd.send("WATCHDOG=1");
@@ -430,6 +466,7 @@ pub fn main(options: Options) -> Result<(), String> {
                 SwapCheck::Healthy => {
                     let sw = swapping.take().expect("checked above");
                     commit_swap(&sw, &run_dir);
+                    upd::boot::set_current(&updates, &sw.request.exe);
                     if sw.request.exe != running_exe {
                         // Become the new binary, keeping children, lock and ports.
                         let mut r = Resume::default();

@@ -12,6 +12,7 @@
 //!
 //! The two files are this module's types, so both sides read and write the same JSON.
 
+pub mod boot;
 pub mod swap;
 pub mod verify;
 
