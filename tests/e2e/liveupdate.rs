@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 const DEMO_AND_CAM: &str = r#"{"streams":{
   "demo":{"source":{"type":"testsrc","width":320,"height":180,"fps":15,"bitrate_kbps":300},"always_on":true},
   "cam":{"source":{"type":"rtmp","key":"s3cret"}}},
-  "limits":{"max_connections_per_address":256}}"#;
+  "limits":{"max_connections":1024,"max_connections_per_address":1024}}"#;
 
 /// The API's record of the connection from `local` (a viewer's address).
 fn connection_of(server: &Server, local: &str) -> Option<Value> {
@@ -464,10 +464,16 @@ fn live_update_drops_no_viewer_publisher_or_recording() {
     );
     let recording_since = Instant::now();
 
-    // 100 viewers: TS and MP4 of both streams, and HLS clients.
+    // 100 viewers (BRUME_E2E_UPDATE_VIEWERS for another count, e.g. 300 to measure):
+    // TS and MP4 of both streams, and one HLS client for every four of those.
     let port = server.http_port;
+    let total: usize = std::env::var("BRUME_E2E_UPDATE_VIEWERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
+    let progressive = total - total / 5;
     let paths = ["/demo.ts", "/demo.mp4", "/cam.ts", "/cam.mp4"];
-    let viewers: Vec<Viewer> = (0..80)
+    let viewers: Vec<Viewer> = (0..progressive)
         .map(|i| Viewer::open(port, paths[i % paths.len()]))
         .collect();
     for v in &viewers {
@@ -479,7 +485,7 @@ fn live_update_drops_no_viewer_publisher_or_recording() {
             v.status_line()
         );
     }
-    let mut hls: Vec<HlsClient> = (0..20)
+    let mut hls: Vec<HlsClient> = (0..total / 5)
         .map(|i| HlsClient::start(port, if i % 2 == 0 { "demo" } else { "cam" }))
         .collect();
     wait_until(
@@ -590,9 +596,11 @@ fn live_update_drops_no_viewer_publisher_or_recording() {
         assert_decodes_clean(saved.to_str().expect("utf-8 path"), None);
     }
     eprintln!(
-        "live update with 80 TS/MP4 viewers, 20 HLS clients, a publisher and a recording: \
+        "live update with {} TS/MP4 viewers, {} HLS clients, a publisher and a recording: \
          new controller answering {} ms after the request (angel's hand-over {} ms); \
          longest byte gap of any viewer {} ms (median {} ms); recording {:.2} s in {} files over {:.2} s",
+        progressive,
+        total / 5,
         answered.as_millis(),
         done["update"]["handover_ms"],
         longest.as_millis(),
