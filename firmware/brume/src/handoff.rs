@@ -8,8 +8,9 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 
-/// Largest request head the listener reads before routing (and so the largest message).
-pub const MAX_HEAD: usize = 16 * 1024;
+/// Largest request head the listener reads before routing (and so the largest message):
+/// the parser's limit.
+pub const MAX_HEAD: usize = brume_proto::http::MAX_HEAD;
 
 pub enum Message {
     /// A client connection for the controller (API, UI), with what was already read.

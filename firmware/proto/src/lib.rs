@@ -5,7 +5,8 @@
 //! * [`PushClient`]: the client side of an RTMP publishing connection, sending
 //!   [`brume_format::Track`]s and [`brume_format::Frame`]s to a server.
 //! * [`flv`]: parsing of FLV video/audio tag bodies (the RTMP media payloads).
-//! * [`http`]: parsing of HTTP/1.1 request heads (what viewers send).
+//! * [`http`]: parsing of HTTP/1.x and RTSP/1.0 request heads (what viewers send), one
+//!   parser for both.
 //! * [`rtsp`], [`sdp`], [`rtp`]: an RTSP server's requests and responses, session
 //!   descriptions, RTP packetization (H.264, AAC) and RTCP sender reports.
 #![forbid(unsafe_code)]

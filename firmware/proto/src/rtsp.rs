@@ -2,12 +2,11 @@
 //! the bytes received so far, responses written to bytes, and the `Transport` header.
 //! The caller reads and writes the socket and enforces its time limits.
 
-/// Most bytes a request head may take; a longer one is an error.
-pub const MAX_HEAD: usize = 16 * 1024;
+use crate::http;
+pub use crate::http::{MAX_HEAD, MAX_HEADERS};
+
 /// Most bytes a request body may take (clients send small SDP or parameter lists).
 pub const MAX_BODY: usize = 16 * 1024;
-/// Most header lines a request may carry.
-pub const MAX_HEADERS: usize = 48;
 
 /// One RTSP request.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -83,7 +82,8 @@ pub enum Incoming {
 
 /// Parses the next message at the start of `buf`: `Ok(Some((message, consumed)))`
 /// when one is complete, `Ok(None)` when more bytes are needed, an error naming the
-/// fault when the bytes cannot be RTSP.
+/// fault when the bytes cannot be RTSP. Request heads are read by the same parser as
+/// HTTP ones ([`crate::http::parse_head`]), with its limits.
 pub fn parse(buf: &[u8]) -> Result<Option<(Incoming, usize)>, String> {
     if buf.is_empty() {
         return Ok(None);
@@ -104,70 +104,26 @@ pub fn parse(buf: &[u8]) -> Result<Option<(Incoming, usize)>, String> {
             4 + len,
         )));
     }
-    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-        // Some clients end lines with a bare LF.
-        if let Some(end) = buf.windows(2).position(|w| w == b"\n\n") {
-            return parse_head(buf, end, 2);
-        }
-        if buf.len() > MAX_HEAD {
-            return Err("request head too large".into());
-        }
+    let Some(head) = http::parse_head(buf, http::Protocol::Rtsp)? else {
         return Ok(None);
     };
-    parse_head(buf, end, 4)
-}
-
-fn parse_head(buf: &[u8], end: usize, sep: usize) -> Result<Option<(Incoming, usize)>, String> {
-    if end > MAX_HEAD {
-        return Err("request head too large".into());
-    }
-    let head = std::str::from_utf8(&buf[..end]).map_err(|_| "request head is not UTF-8")?;
-    let mut lines = head.lines();
-    let line = lines.next().unwrap_or("");
-    let mut parts = line.split(' ').filter(|p| !p.is_empty());
-    let (Some(method), Some(uri), Some(version), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(format!("malformed request line {line:?}"));
-    };
-    if version != "RTSP/1.0" {
-        return Err(format!("unsupported version {version:?}"));
-    }
-    if !method.bytes().all(|b| b.is_ascii_alphabetic() || b == b'_') {
-        return Err(format!("malformed method {method:?}"));
-    }
-    let mut headers = Vec::new();
-    for l in lines {
-        if l.is_empty() {
-            continue;
-        }
-        let Some((n, v)) = l.split_once(':') else {
-            return Err(format!("malformed header line {l:?}"));
-        };
-        if headers.len() == MAX_HEADERS {
-            return Err("too many header lines".into());
-        }
-        headers.push((n.trim().to_string(), v.trim().to_string()));
-    }
-    let mut req = Request {
-        method: method.to_string(),
-        uri: uri.to_string(),
-        headers,
-        body: Vec::new(),
-    };
-    let len: usize = match req.header("content-length") {
+    let len: usize = match head.header("content-length") {
         Some(v) => v.parse().map_err(|_| format!("bad Content-Length {v:?}"))?,
         None => 0,
     };
     if len > MAX_BODY {
         return Err(format!("body of {len} bytes is too large"));
     }
-    let start = end + sep;
-    if buf.len() < start + len {
+    if buf.len() < head.len + len {
         return Ok(None);
     }
-    req.body = buf[start..start + len].to_vec();
-    Ok(Some((Incoming::Request(req), start + len)))
+    let req = Request {
+        body: buf[head.len..head.len + len].to_vec(),
+        method: head.method,
+        uri: head.path,
+        headers: head.headers,
+    };
+    Ok(Some((Incoming::Request(req), head.len + len)))
 }
 
 /// An RTSP response.

@@ -1,10 +1,8 @@
-//! Just enough HTTP/1.1 for media workers: read a request head (parsed by
-//! `brume_proto::http`), build a response head. Bodies of requests are not accepted
+//! Just enough HTTP/1.1 for media workers: read a request head (parsed, within its size
+//! limits, by `brume_proto::http`), build a response head. Bodies of requests are not accepted
 //! (GET and HEAD only).
 
 use std::io::Read;
-
-const MAX_HEAD: usize = crate::handoff::MAX_HEAD;
 
 pub struct Request {
     pub method: String,
@@ -59,12 +57,6 @@ pub fn read_request(sock: &mut impl Read, buf: &mut Vec<u8>) -> std::io::Result<
                     format!("malformed request: {e}"),
                 ))
             }
-        }
-        if buf.len() > MAX_HEAD {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                "request head too large",
-            ));
         }
         let mut chunk = [0u8; 4096];
         let n = match sock.read(&mut chunk) {
