@@ -467,11 +467,11 @@ fn live_update_drops_no_viewer_publisher_or_recording() {
     // 100 viewers (BRUME_E2E_UPDATE_VIEWERS for another count, e.g. 300 to measure):
     // TS and MP4 of both streams, and one HLS client for every four of those.
     let port = server.http_port;
-    let total: usize = std::env::var("BRUME_E2E_UPDATE_VIEWERS")
+    let clients: usize = std::env::var("BRUME_E2E_UPDATE_VIEWERS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(100);
-    let progressive = total - total / 5;
+    let progressive = clients - clients / 5;
     let paths = ["/demo.ts", "/demo.mp4", "/cam.ts", "/cam.mp4"];
     let viewers: Vec<Viewer> = (0..progressive)
         .map(|i| Viewer::open(port, paths[i % paths.len()]))
@@ -485,7 +485,7 @@ fn live_update_drops_no_viewer_publisher_or_recording() {
             v.status_line()
         );
     }
-    let mut hls: Vec<HlsClient> = (0..total / 5)
+    let mut hls: Vec<HlsClient> = (0..clients / 5)
         .map(|i| HlsClient::start(port, if i % 2 == 0 { "demo" } else { "cam" }))
         .collect();
     wait_until(
@@ -600,7 +600,7 @@ fn live_update_drops_no_viewer_publisher_or_recording() {
          new controller answering {} ms after the request (angel's hand-over {} ms); \
          longest byte gap of any viewer {} ms (median {} ms); recording {:.2} s in {} files over {:.2} s",
         progressive,
-        total / 5,
+        clients / 5,
         answered.as_millis(),
         done["update"]["handover_ms"],
         longest.as_millis(),
@@ -675,4 +675,45 @@ fn an_update_that_cannot_start_is_rolled_back() {
     // A new viewer is served by the old binary's listener.
     let new = Viewer::open(port, "/demo.ts");
     new.wait_more_than(0, Duration::from_secs(20), "a new viewer's first bytes");
+}
+
+/// A RAUC bundle (a whole-image update, squashfs magic first) is not taken for a
+/// binary: it goes to `rauc install`, which refuses this one (it is not a bundle RAUC
+/// can open, or the machine has no RAUC service); without RAUC it is refused at once.
+/// Either way the running version is untouched and the outcome is reported.
+#[test]
+fn a_rauc_bundle_goes_to_rauc_and_a_bad_one_changes_nothing() {
+    let server = Server::start(Some(SMALL_DEMO));
+    server.login();
+    let token = token(&server);
+    let (_, before) = server.get("/api/v1/system");
+    let bundle = server.dir.join("image.raucb");
+    let mut bytes = b"hsqs".to_vec();
+    bytes.extend(std::iter::repeat_n(0x5au8, 64 * 1024));
+    std::fs::write(&bundle, &bytes).expect("write the bundle");
+    let (st, v) = upload(&server, &token, &bundle);
+    match st {
+        422 => assert!(
+            v["error"].as_str().unwrap_or("").contains("RAUC"),
+            "a bundle without RAUC: {v}"
+        ),
+        202 => {
+            assert_eq!(v["state"], "installing-image", "{v}");
+            let done = wait_update_done(&server, &token);
+            assert_eq!(done["update"]["state"], "failed", "{done}");
+            let reason = done["update"]["reason"].as_str().unwrap_or("");
+            assert!(reason.contains("rauc"), "the reason names rauc: {done}");
+        }
+        _ => panic!("a RAUC bundle: {st} {v}"),
+    }
+    let (_, after) = server.get("/api/v1/system");
+    assert_eq!(after["version"], before["version"]);
+    assert!(
+        !server.dir.join("run/update.request").exists(),
+        "a bundle must not ask the root angel to switch binaries"
+    );
+    let staged: Vec<_> = std::fs::read_dir(server.dir.join("updates"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(staged.is_empty(), "the bundle was removed: {staged:?}");
 }

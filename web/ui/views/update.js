@@ -12,7 +12,7 @@ const MAX_UPDATE = 256 * 1024 * 1024;
 /** How long the page waits for the outcome after the board took the binary. */
 const OUTCOME_WAIT_MS = 90000;
 
-const OUTCOMES = ['updated', 'rolled-back', 'failed'];
+const OUTCOMES = ['updated', 'rolled-back', 'failed', 'image-installed'];
 
 /** A fingerprint of an update report: a new outcome has another one. */
 function mark(u) {
@@ -32,6 +32,10 @@ export function outcomeText(u) {
       return `Rolled back${reason || ': the new version failed its health check'}. Brume ${u.version} runs.`;
     case 'failed':
       return `Update to ${u.target_version || 'the new version'} failed${reason}.`;
+    case 'installing-image':
+      return 'Installing the system image in the other slot (this takes minutes)…';
+    case 'image-installed':
+      return `System image installed${reason}.`;
     default:
       return `${u.state}${reason}`;
   }
@@ -100,7 +104,7 @@ export function updatePanel() {
       }
       const u = sys.update;
       if (u && mark(u) !== before && OUTCOMES.includes(u.state)) return u;
-      if (u && u.state === 'updating') msg.textContent = outcomeText(u);
+      if (u && (u.state === 'updating' || u.state === 'installing-image')) msg.textContent = outcomeText(u);
     }
     return null;
   }
@@ -121,14 +125,14 @@ export function updatePanel() {
       return;
     }
     progress.hidden = true;
-    msg.textContent = `Brume ${answer.version} ${what}; switching…`;
+    msg.textContent = answer.state === 'installing-image' ? outcomeText(answer) : `Brume ${answer.version} ${what}; switching…`;
     try {
       const u = await follow(before);
       if (!u) {
         msg.textContent = 'No outcome yet: the last update line above shows it once the board reports it.';
       } else {
         msg.textContent = outcomeText(u);
-        msg.classList.toggle('error', u.state !== 'updated');
+        msg.classList.toggle('error', u.state !== 'updated' && u.state !== 'image-installed');
       }
     } catch (e) {
       msg.textContent = `The switch was asked for, but its outcome could not be read: ${e.message}`;

@@ -8,6 +8,10 @@
 //! body is streamed into a staging file in the updates directory, at most
 //! `MAX_UPDATE` bytes within `UPLOAD_TIMEOUT` of the hand-over, and checked
 //! (`update::verify`) before anything changes.
+//!
+//! A RAUC bundle (a whole-image update for the A/B image, recognised by its squashfs
+//! magic) goes to `rauc install` instead, which checks its signature against the
+//! board's keyring and writes the other root slot; it runs after the next reboot.
 
 use super::{Admin, ApiError, ApiResult};
 use crate::controller::Shared;
@@ -100,7 +104,9 @@ fn now_ms() -> u64 {
 /// An update the root angel is working on (and has reported on recently).
 fn in_progress(run_dir: &Path) -> Option<Status> {
     update::status(run_dir).filter(|s| {
-        s.state == "updating" && now_ms().saturating_sub(s.started_ms) < STALE_UPDATING_MS
+        (s.state == "updating" && now_ms().saturating_sub(s.started_ms) < STALE_UPDATING_MS)
+            || (s.state == "installing-image"
+                && now_ms().saturating_sub(s.started_ms) < RAUC_TIMEOUT.as_millis() as u64)
     })
 }
 
@@ -309,6 +315,9 @@ pub async fn upload(
     );
     // The checks own the file from here: they remove it on failure or rename it.
     let staged_path = staged.0.take().expect("staged");
+    if is_rauc_bundle(&staged_path) {
+        return install_bundle(&state, staged_path).await;
+    }
     let run_dir = state.env.run_dir.clone();
     let checked = tokio::task::spawn_blocking(move || {
         verify::stage_and_verify(
@@ -351,6 +360,102 @@ pub async fn upload(
         },
     );
     Ok(accepted(&version, false))
+}
+
+/// RAUC bundles are a squashfs image (its magic first) with a signature appended.
+fn is_rauc_bundle(path: &Path) -> bool {
+    let mut head = [0u8; 4];
+    std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
+        .is_ok()
+        && &head == b"hsqs"
+}
+
+/// How long `rauc install` may take (writing a root file system to a slow card).
+const RAUC_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+/// A whole-image update: `rauc install` in the background (202 at once); the outcome
+/// goes to `update.json` (`installing-image`, then `image-installed` with "reboot to
+/// run it" or `failed` with RAUC's message), where the System page looks.
+async fn install_bundle(state: &Shared, bundle: PathBuf) -> ApiResult<Response> {
+    let Some(rauc) = which("rauc") else {
+        let _ = std::fs::remove_file(&bundle);
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "this is a RAUC bundle (a whole-image update), but this appliance has no RAUC:              it runs the single-root image. Upload a brume binary, or flash the A/B image",
+        ));
+    };
+    if let Some(s) = in_progress(&state.env.run_dir) {
+        let _ = std::fs::remove_file(&bundle);
+        return Err(busy(&s));
+    }
+    let run_dir = state.env.run_dir.clone();
+    let mut status = update::status(&run_dir).unwrap_or_default();
+    status.version = update::version();
+    status.exe = std::fs::read_link("/proc/self/exe").unwrap_or_default();
+    status.state = "installing-image".into();
+    status.target_version = Some("a RAUC bundle".into());
+    status.reason = None;
+    status.started_ms = now_ms();
+    status.finished_ms = 0;
+    status.handover_ms = None;
+    update::write_status(&run_dir, &status);
+    tracing::info!(bundle = %bundle.display(), "whole-image update: rauc install");
+    tokio::spawn(async move {
+        let run = tokio::process::Command::new(&rauc)
+            .arg("install")
+            .arg(&bundle)
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .output();
+        let (state_name, reason) = match tokio::time::timeout(RAUC_TIMEOUT, run).await {
+            Ok(Ok(out)) if out.status.success() => (
+                "image-installed",
+                "installed in the other root slot; reboot the appliance to run it".to_string(),
+            ),
+            Ok(Ok(out)) => {
+                let text = String::from_utf8_lossy(&out.stderr);
+                let last = text
+                    .lines()
+                    .rev()
+                    .find(|l| !l.trim().is_empty())
+                    .unwrap_or("no message")
+                    .trim()
+                    .to_string();
+                ("failed", format!("rauc install refused the bundle: {last}"))
+            }
+            Ok(Err(e)) => ("failed", format!("cannot run rauc: {e}")),
+            Err(_) => (
+                "failed",
+                "rauc install took more than 30 minutes".to_string(),
+            ),
+        };
+        let _ = std::fs::remove_file(&bundle);
+        tracing::info!(state = state_name, reason = %reason, "whole-image update");
+        status.state = state_name.into();
+        status.reason = Some(reason);
+        status.finished_ms = now_ms();
+        update::write_status(&run_dir, &status);
+    });
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "state": "installing-image" })),
+    )
+        .into_response())
+}
+
+/// A program by name in PATH.
+fn which(name: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|d| Path::new(d).join(name))
+        .find(|p| {
+            std::fs::metadata(p)
+                .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+                .unwrap_or(false)
+        })
 }
 
 /// Free space where `path` is. The statvfs fields are u32 on 32-bit boards (armv7),
