@@ -10,11 +10,17 @@
 #     then `bitbake -g brume-image`; the graph must contain brume, brume-appliance, the
 #     kernel, and none of rpcbind, ofono, neard, bluez5, wpa-supplicant, libx11, cairo;
 #     the image must name the kernel modules Brume needs (bitbake-getvar).
-# The parse cache (build/tmp/cache), the persistent cache (build/cache) and the
-# downloads stay in target/yocto-bb between runs: a cold parse takes 10-20 min on 2
-# cores, a warm one well under a minute. Parse and graph times are printed.
-# Machines: BRUME_BB_MACHINES (default "raspberrypi4-64 raspberrypi5"). With a cold
-# cache only the first is run unless BRUME_BB_COLD_ALL=1 (CI's time budget); the
+# The parse cache (build/tmp/cache), the persistent cache (build/cache), the layers
+# and the downloads live in the machine's cache, /var/cache/brume/yocto-bb
+# (BRUME_BB_CACHE), not in the clone, so a fresh clone parses warm: a cold parse takes
+# 10-20 min on 2 cores, a warm one well under a minute. BitBake's cache is keyed on
+# the paths of the layers, so the tree's yocto/, firmware/, web/ and Cargo files are
+# copied to a fixed place there (src/), file by file, a file rewritten only when its
+# content changed: only the recipes whose files changed are parsed again.
+# Parse and graph times are printed.
+# Configurations: BRUME_BB_MACHINES (default "raspberrypi4-64 raspberrypi5
+# raspberrypi4-64:rauc"; "M:rauc" adds yocto/kas/rauc.yml, the A/B image). With a
+# cold cache only the first is run unless BRUME_BB_COLD_ALL=1 (CI's time budget); the
 # output says so.
 # Usage: tests/yocto/bitbake.sh VENV   (called by tests/yocto/run.sh). Prints PASS:/FAIL:.
 set -uo pipefail
@@ -22,9 +28,10 @@ cd "$(dirname "$0")/../.." || exit 2
 root=$PWD
 venv=${1:-$root/target/yocto-venv}
 layers_src=${BRUME_YOCTO_LAYERS:-$root/../shared/yocto-layers}
-W=$root/target/yocto-bb
+W=${BRUME_BB_CACHE:-/var/cache/brume/yocto-bb}
+src=$W/src
 user=brume-bb
-machines=${BRUME_BB_MACHINES:-raspberrypi4-64 raspberrypi5}
+machines=${BRUME_BB_MACHINES:-raspberrypi4-64 raspberrypi5 raspberrypi4-64:rauc}
 threads=${BRUME_BB_THREADS:-2}
 
 pass() { echo "PASS: $*"; }
@@ -64,14 +71,51 @@ if ! id "$user" >/dev/null 2>&1; then
         { fail "bitbake tier: useradd $user"; exit 1; }
 fi
 mkdir -p "$W/home" "$W/downloads" "$W/sstate-cache"
+chmod a+rx "$W" "$(dirname "$W")"
+
+# ---------------------------------------------------------------- the tree
+# A copy at a fixed path (see the top): files rewritten only when their content
+# changed, files gone from the tree removed.
+python3 - "$root" "$src" <<'PY' || { fail "bitbake tier: copying the tree to $src"; exit 1; }
+import filecmp, os, shutil, sys
+root, dst = sys.argv[1], sys.argv[2]
+keep = set()
+for top in ["Cargo.toml", "Cargo.lock", "firmware", "web/index.html", "web/ui", "yocto", "board"]:
+    s = os.path.join(root, top)
+    walk = [(os.path.dirname(s), [], [os.path.basename(s)])] if os.path.isfile(s) else os.walk(s)
+    for d, dirs, files in walk:
+        dirs[:] = [x for x in dirs if x not in ("target", "node_modules", ".git")]
+        for f in files:
+            a = os.path.join(d, f)
+            rel = os.path.relpath(a, root)
+            b = os.path.join(dst, rel)
+            keep.add(rel)
+            if os.path.islink(a) or not os.path.isfile(a):
+                continue
+            if os.path.isfile(b) and filecmp.cmp(a, b, shallow=False):
+                continue
+            os.makedirs(os.path.dirname(b), exist_ok=True)
+            shutil.copy2(a, b)
+for d, dirs, files in os.walk(dst):
+    dirs[:] = [x for x in dirs if x != ".git"]
+    for f in files:
+        rel = os.path.relpath(os.path.join(d, f), dst)
+        if rel not in keep:
+            os.remove(os.path.join(d, f))
+PY
+# kas finds the layers of the repository that holds the kas file through git.
+[ -d "$src/.git" ] || git -C "$src" init -q
+chmod -R a+rX "$src"
 
 # ---------------------------------------------------------------- layers
 # Unpack each archive once (kept while its commit is the locked one).
 declare -A url_of
 lock=$root/yocto/kas/brume.lock.yml
-locked() { "$venv/bin/python" -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["overrides"]["repos"][sys.argv[2]]["commit"])' "$lock" "$1"; }
-for n in bitbake openembedded-core meta-yocto meta-openembedded meta-raspberrypi; do
-    want=$(locked "$n") || { fail "bitbake tier: $n not pinned in brume.lock.yml"; exit 1; }
+rauc_lock=$root/yocto/kas/rauc.lock.yml
+locked() { "$venv/bin/python" -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["overrides"]["repos"][sys.argv[2]]["commit"])' "$1" "$2"; }
+for n in bitbake openembedded-core meta-yocto meta-openembedded meta-raspberrypi meta-rauc meta-rauc-community; do
+    case $n in meta-rauc*) l=$rauc_lock ;; *) l=$lock ;; esac
+    want=$(locked "$l" "$n") || { fail "bitbake tier: $n not pinned in ${l##*/}"; exit 1; }
     d=$W/layers/$n.git
     if [ "$(git -C "$d" rev-parse -q --verify "$want^{commit}" 2>/dev/null)" != "$want" ]; then
         rm -rf "$d" && mkdir -p "$d"
@@ -83,18 +127,56 @@ for n in bitbake openembedded-core meta-yocto meta-openembedded meta-raspberrypi
 done
 
 # ---------------------------------------------------------------- per machine
+# The A/B image (yocto/kas/rauc.yml): RAUC, U-Boot with Brume's boot script, the
+# mark-good service, the A/B layout, and the bundle's graph. Uses run_machine's locals.
+rauc_checks() {
+    local want missing=""
+    for want in rauc rpi-u-boot-scr u-boot brume-rauc-mark-good; do
+        grep -qx -- "$want" <<<"$pns" || missing+=" $want"
+    done
+    [ -z "$missing" ] && pass "$m: graph has rauc, U-Boot and its boot script, brume-rauc-mark-good" ||
+        fail "$m: graph lacks:$missing"
+    local wks paths
+    wks=$(bb bitbake-getvar --quiet --value -r brume-image WKS_FILE 2>&1)
+    [ "$wks" = brume-sdimage-ab.wks ] && pass "$m: WKS_FILE = brume-sdimage-ab.wks (two root slots)" ||
+        fail "$m: WKS_FILE = $wks"
+    paths=$(bb bitbake-getvar --quiet --value -r rpi-u-boot-scr FILESPATH 2>&1)
+    # Brume's boot script (PARTUUID roots) comes before meta-rauc-raspberrypi's.
+    local first
+    first=$(tr ':' '\n' <<<"$paths" | grep -n -e 'meta-brume-rauc' -e 'meta-rauc-raspberrypi' | head -1 || true)
+    grep -q meta-brume-rauc <<<"$first" && pass "$m: rpi-u-boot-scr takes meta-brume-rauc's boot.cmd.in first" ||
+        fail "$m: rpi-u-boot-scr's FILESPATH does not put meta-brume-rauc first"
+    local t0 out rc
+    t0=$(date +%s)
+    out=$(bb bitbake -g brume-bundle 2>&1)
+    rc=$?
+    printf '%s\n' "$out" >"$B/bundle-graph.log"
+    if [ "$rc" = 0 ] && grep -qx brume-image "$B/pn-buildlist"; then
+        pass "$m: bitbake -g brume-bundle: the bundle packs brume-image ($(($(date +%s) - t0)) s)"
+    else
+        printf '%s\n' "$out" | grep -A3 '^ERROR:' | tail -20 | sed 's/^/  /'
+        fail "$m: bitbake -g brume-bundle: rc $rc (see bundle-graph.log)"
+    fi
+}
+
 cold_machines=0
 run_machine() {
-    local m=$1 B=$W/build-$1 t0 t_parse t_graph out rc
+    local m=$1 machine=${1%%:*} B=$W/build-${1/:/-} t0 t_parse t_graph out rc
+    local kasfiles=$src/yocto/kas/$machine.yml rauc=0
+    if [ "$m" != "$machine" ]; then
+        rauc=1
+        kasfiles+=":$src/yocto/kas/rauc.yml"
+    fi
     mkdir -p "$B/conf"
     # kas checks out the layers through file:// premirrors and writes the build's conf.
     local mirrors
     mirrors=$(printf '%s\n' \
         "https://git\.openembedded\.org/(.*) file://$W/layers/\1.git" \
-        "https://git\.yoctoproject\.org/(.*) file://$W/layers/\1.git")
+        "https://git\.yoctoproject\.org/(.*) file://$W/layers/\1.git" \
+        "https://github\.com/rauc/(.*) file://$W/layers/\1.git")
     if ! out=$(cd "$W" && env KAS_WORK_DIR="$W/kas-work" KAS_BUILD_DIR="$B" \
         KAS_PREMIRRORS="$mirrors" GIT_CONFIG_COUNT=1 GIT_CONFIG_KEY_0=safe.directory \
-        GIT_CONFIG_VALUE_0='*' "$venv/bin/kas" checkout "$root/yocto/kas/$m.yml" 2>&1); then
+        GIT_CONFIG_VALUE_0='*' "$venv/bin/kas" checkout "$kasfiles" 2>&1); then
         printf '%s\n' "$out" | tail -20 | sed 's/^/  /'
         fail "$m: kas checkout (lock, file:// layers)"
         return 0
@@ -112,8 +194,8 @@ EOF
     # Warm when the last successful parse had this very configuration (BitBake's cache
     # is keyed on it: any change to local.conf, the layers or their conf/ re-parses all).
     local key cold=1
-    key=$(cat "$B/conf/local.conf" "$B/conf/bblayers.conf" "$B/conf/site.conf" "$lock" \
-        $(find "$root/yocto/meta-brume/conf" -type f | sort) | sha256sum | cut -d' ' -f1)
+    key=$(cat "$B/conf/local.conf" "$B/conf/bblayers.conf" "$B/conf/site.conf" "$lock" "$rauc_lock" \
+        $(find "$src/yocto/meta-brume/conf" "$src/yocto/meta-brume-rauc/conf" -type f | sort) | sha256sum | cut -d' ' -f1)
     [ "$(cat "$B/.parsed-config" 2>/dev/null)" = "$key" ] && cold=0
     if [ "$cold" = 1 ] && [ "$cold_machines" -ge 1 ] && [ "${BRUME_BB_COLD_ALL:-0}" != 1 ]; then
         note "$m: SKIPPED (cold parse cache: one cold machine per run to stay in CI's budget; the next run, or BRUME_BB_COLD_ALL=1, covers it)"
@@ -179,7 +261,7 @@ EOF
     features=$(bb bitbake-getvar --quiet --value -r brume-image DISTRO_FEATURES 2>&1)
     printf 'IMAGE_INSTALL=%s\nDISTRO_FEATURES=%s\n' "$install" "$features" >"$B/vars.log"
     local mods="kernel-module-uvcvideo kernel-module-snd-usb-audio"
-    [ "$m" != raspberrypi5 ] && mods+=" kernel-module-bcm2835-codec kernel-module-bcm2835-v4l2"
+    [ "$machine" != raspberrypi5 ] && mods+=" kernel-module-bcm2835-codec kernel-module-bcm2835-v4l2"
     missing=""
     for want in $mods brume brume-appliance udev-rules-rpi; do
         grep -qw -- "$want" <<<"$install" || missing+=" $want"
@@ -195,12 +277,16 @@ EOF
     kcfg=$(bb bitbake-getvar --quiet --value -r virtual/kernel SRC_URI 2>&1)
     grep -q 'file://brume.cfg' <<<"$kcfg" && pass "$m: the kernel takes brume.cfg (watchdog built in)" ||
         fail "$m: the kernel's SRC_URI lacks brume.cfg"
-    local cmdline
-    cmdline=$(bb bitbake-getvar --quiet --value -r rpi-cmdline CMDLINE 2>&1)
-    if grep -qw ro <<<"$cmdline" && grep -q 'root=PARTUUID=4252554d-02' <<<"$cmdline" && ! grep -q '\${' <<<"$cmdline"; then
-        pass "$m: cmdline.txt: root=PARTUUID=4252554d-02 ro, no unexpanded variable"
+    if [ "$rauc" = 0 ]; then
+        local cmdline
+        cmdline=$(bb bitbake-getvar --quiet --value -r rpi-cmdline CMDLINE 2>&1)
+        if grep -qw ro <<<"$cmdline" && grep -q 'root=PARTUUID=4252554d-02' <<<"$cmdline" && ! grep -q '\${' <<<"$cmdline"; then
+            pass "$m: cmdline.txt: root=PARTUUID=4252554d-02 ro, no unexpanded variable"
+        else
+            fail "$m: cmdline.txt: $cmdline"
+        fi
     else
-        fail "$m: cmdline.txt: $cmdline"
+        rauc_checks
     fi
     # Recipes built for the board (the rest are native, cross or SDK tools); the ones
     # whose packages do_rootfs installs are not known without a build.

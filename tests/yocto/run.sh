@@ -133,7 +133,8 @@ units=(yocto/meta-brume/recipes-multimedia/brume/files/brume.service
     yocto/meta-brume/recipes-core/brume-appliance/files/brume-growdata.service
     yocto/meta-brume/recipes-core/brume-appliance/files/brume-clock.service
     yocto/meta-brume/recipes-core/brume-appliance/files/brume-clock-save.service
-    yocto/meta-brume/recipes-core/brume-appliance/files/brume-clock-save.timer)
+    yocto/meta-brume/recipes-core/brume-appliance/files/brume-clock-save.timer
+    yocto/meta-brume-rauc/recipes-core/brume-rauc-health/files/brume-rauc-mark-good.service)
 if command -v systemd-analyze >/dev/null; then
     for u in "${units[@]}"; do
         # The binaries are not installed here: only syntax and known directives count.
@@ -186,6 +187,28 @@ if "$venv/bin/python" -c 'import sys, xml.dom.minidom as m; m.parse(sys.argv[1])
     pass "avahi-brume.xml: well-formed"
 else
     fail "avahi-brume.xml: not well-formed XML"
+fi
+
+# ---------------------------------------------------------------- RAUC (A/B image)
+out=$(tests/yocto/rauc.sh 2>&1)
+printf '%s\n' "$out" | grep -v -e '^PASS: ' -e '^FAIL: ' | sed 's/^/  /'
+passed=$((passed + $(printf '%s\n' "$out" | grep -c '^PASS: ')))
+failed=$((failed + $(printf '%s\n' "$out" | grep -c '^FAIL: ')))
+printf '%s\n' "$out" | grep -e '^PASS: ' -e '^FAIL: '
+grep -q -e '^PASS: ' -e '^FAIL: ' <<<"$out" || fail "tests/yocto/rauc.sh ran no check"
+# The A/B boot script names the slots' roots by PARTUUID (SD, USB and NVMe alike) and
+# loads the kernel from the device it was booted from, never mmcblk0/"mmc 0".
+bootcmd=yocto/meta-brume-rauc/recipes-bsp/rpi-u-boot-scr/files/boot.cmd.in
+if grep -q 'root=PARTUUID=${rootuuid} ro' "$bootcmd" && grep -q 'rootuuid "4252554d-02"' "$bootcmd" &&
+    grep -q 'rootuuid "4252554d-03"' "$bootcmd" && ! grep -q -e mmcblk -e '"mmc 0' "$bootcmd"; then
+    pass "A/B boot script: roots by PARTUUID 4252554d-02/-03, read-only, no mmcblk0 or mmc 0"
+else
+    fail "A/B boot script ($bootcmd) names devices, or its roots are not PARTUUID ... ro"
+fi
+if sh -n yocto/meta-brume-rauc/recipes-core/brume-rauc-health/files/brume-rauc-mark-good.sh; then
+    pass "brume-rauc-mark-good.sh: sh -n"
+else
+    fail "brume-rauc-mark-good.sh: sh -n"
 fi
 
 # ---------------------------------------------------------------- BitBake

@@ -36,7 +36,7 @@ BRUME_KERNEL_MODULES:raspberrypi5 = "kernel-module-uvcvideo kernel-module-snd-us
 
 # boot (FAT) + root (ext4, read-only) + data (ext4, label BRUMEDATA, grown on first boot).
 WKS_FILE = "brume-sdimage.wks"
-IMAGE_FSTYPES = "wic.bz2 wic.bmap"
+IMAGE_FSTYPES = "wic.xz wic.bmap"
 # The Raspberry Pi firmware boots the FAT partition (bootimg_partition): wic needs
 # neither GRUB nor systemd-boot, which oe-core builds for every aarch64 wic image
 # (WKS_FILE_DEPENDS_BOOTLOADERS; the class sets WKS_FILE_DEPENDS with ??=).
