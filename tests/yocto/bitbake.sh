@@ -2,7 +2,7 @@
 # The BitBake tier: parses meta-brume on the real layer stack and resolves brume-image's
 # task graph, offline.
 #   * the layers come from ../shared/yocto-layers (shallow git archives at the commits
-#     of yocto/kas/brume.lock.yml), unpacked once into target/yocto-bb/layers;
+#     of yocto/kas/brume.lock.yml and rauc.lock.yml), unpacked once into the cache;
 #   * kas (target/yocto-venv) checks out yocto/kas/<machine>.yml with the lock, cloning
 #     those repositories through KAS_PREMIRRORS (file://), and writes the build's
 #     bblayers.conf and local.conf exactly as for a real build;
