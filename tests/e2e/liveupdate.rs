@@ -717,3 +717,39 @@ fn a_rauc_bundle_goes_to_rauc_and_a_bad_one_changes_nothing() {
         .unwrap_or_default();
     assert!(staged.is_empty(), "the bundle was removed: {staged:?}");
 }
+
+/// The binary an update installed is the one the next start runs: the packaged binary
+/// (here the test's) hands over to `updates/current` at start, as the appliance's unit
+/// starts `/usr/bin/brume` from a read-only root after a power cut.
+#[test]
+fn the_next_start_runs_the_updated_binary() {
+    let server = Server::start(Some(SMALL_DEMO));
+    server.login();
+    let token = token(&server);
+    let (_, before) = server.get("/api/v1/system");
+    let old_version = before["version"].as_str().expect("a version").to_string();
+    let binary = stamped_binary(&server.dir, "e2e3");
+    let (st, v) = upload(&server, &token, &binary);
+    assert_eq!(st, 202, "the update was not accepted: {v}");
+    let done = wait_update_done(&server, &token);
+    assert_eq!(done["update"]["state"], "updated", "{done}");
+
+    // A clean stop, then a start of the original binary on the same directory.
+    let mut server = server;
+    server.terminate(Duration::from_secs(20));
+    let server = server.kill_tree().restart();
+    server.login();
+    let (st, v) = server.get("/api/v1/system");
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(
+        v["version"],
+        format!("{old_version}+e2e3").as_str(),
+        "the restarted appliance runs the updated binary: {v}"
+    );
+    let exe = std::fs::read_link(format!("/proc/{}/exe", server.serve_pid())).expect("exe");
+    assert!(
+        exe.to_string_lossy().contains("updates/"),
+        "serve runs {}",
+        exe.display()
+    );
+}
