@@ -524,3 +524,192 @@ fn viewer_gate_sees_rtsp_viewers_and_their_query() {
     assert_eq!(c.request("DESCRIBE", &base, &[]).status, 403);
     assert_h264_aac(&format!("{base}?token=good"), 1280, 720, Some(48000));
 }
+
+/// ffprobe of `url`: Ok when it plays, else its stderr.
+fn probe_result(url: &str) -> Result<(), String> {
+    let mut probe = Command::new(crate::harness::ffprobe());
+    probe.args(["-v", "error", "-rtsp_transport", "tcp", url]);
+    let out = run(probe, Duration::from_secs(30));
+    if out.success() {
+        Ok(())
+    } else {
+        Err(out.stderr)
+    }
+}
+
+#[test]
+fn read_credentials_digest_basic_and_http() {
+    use brume_proto::auth::{digest_response, ha1};
+    let server = Server::start(Some(
+        r#"{"streams":{
+            "cam":{"source":{"type":"testsrc","width":640,"height":360,"jpeg_fps":0},
+                   "always_on":true,"read":{"user":"nvr","password":"pa55-w0rd"}},
+            "open":{"source":{"type":"testsrc","width":320,"height":240,"jpeg_fps":0},
+                    "always_on":true}}}"#,
+    ));
+    server.login();
+    server.wait_live("cam", Duration::from_secs(30));
+    server.wait_live("open", Duration::from_secs(30));
+    // The file and the API keep no password: the file has its hash, answers hide it.
+    let disk = server.config_on_disk();
+    let read = &disk["streams"]["cam"]["read"];
+    assert!(
+        read["password"].is_null() && read["ha1"].as_str().map(str::len) == Some(32),
+        "{read}"
+    );
+    let (_, v) = server.get("/api/v1/streams/cam");
+    assert_eq!(
+        v["config"]["read"],
+        serde_json::json!({"user": "nvr", "password": "…"})
+    );
+
+    // ffmpeg answers the Digest challenge (it prefers Digest to Basic).
+    let port = server.rtsp_port;
+    let good = format!("rtsp://nvr:pa55-w0rd@127.0.0.1:{port}/cam");
+    assert_h264_aac(&good, 640, 360, Some(48000));
+    let frames = decode(&good, "tcp", 3);
+    assert!(frames >= 60, "{frames} frames in 3 s");
+    for (what, u) in [
+        ("wrong", format!("rtsp://nvr:nope@127.0.0.1:{port}/cam")),
+        (
+            "wrong user",
+            format!("rtsp://admin:pa55-w0rd@127.0.0.1:{port}/cam"),
+        ),
+        ("no", format!("rtsp://127.0.0.1:{port}/cam")),
+    ] {
+        let e = probe_result(&u).expect_err(&format!("{what} credentials played"));
+        assert!(e.contains("401"), "{what} credentials: {e}");
+    }
+    // A stream without credentials needs none.
+    probe_result(&url(&server, "open")).expect("a stream without credentials");
+
+    // The protocol by hand: a challenge offering Digest (qop=auth) and Basic; answers
+    // in both Digest forms (ffmpeg's qop=auth, live555's and GStreamer's without).
+    let base = url(&server, "cam");
+    let mut c = Client::connect(port);
+    assert_eq!(
+        c.request("OPTIONS", &base, &[]).status,
+        200,
+        "OPTIONS is open"
+    );
+    let r = c.request("DESCRIBE", &base, &[]);
+    assert_eq!(r.status, 401);
+    let challenges: Vec<&str> = r
+        .headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("www-authenticate"))
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert!(
+        challenges.len() == 2
+            && challenges[0].starts_with("Digest realm=\"brume\"")
+            && challenges[0].contains("qop=\"auth\"")
+            && challenges[1] == "Basic realm=\"brume\"",
+        "{challenges:?}"
+    );
+    let nonce = challenges[0]
+        .split("nonce=\"")
+        .nth(1)
+        .and_then(|n| n.split('"').next())
+        .expect("a nonce")
+        .to_string();
+    let h = ha1("nvr", "brume", "pa55-w0rd");
+    let legacy = format!(
+        "Digest username=\"nvr\", realm=\"brume\", nonce=\"{nonce}\", uri=\"{base}\", response=\"{}\"",
+        digest_response(&h, "DESCRIBE", &base, &nonce, None)
+    );
+    let r = c.request("DESCRIBE", &base, &[("Authorization", &legacy)]);
+    assert_eq!(r.status, 200, "RFC 2069 form");
+    assert!(r.body.contains("m=video"));
+    let qop = format!(
+        "Digest username=\"nvr\", realm=\"brume\", nonce=\"{nonce}\", uri=\"{base}\", \
+         response=\"{}\", qop=auth, nc=00000001, cnonce=\"c0ffee\"",
+        digest_response(&h, "DESCRIBE", &base, &nonce, Some(("00000001", "c0ffee")))
+    );
+    assert_eq!(
+        c.request("DESCRIBE", &base, &[("Authorization", &qop)])
+            .status,
+        200,
+        "qop=auth"
+    );
+    // A wrong answer gets a fresh challenge (after a delay); the fifth ends the connection.
+    let wrong = legacy.replace("response=\"", "response=\"0");
+    let t = Instant::now();
+    let r = c.request("DESCRIBE", &base, &[("Authorization", &wrong)]);
+    assert_eq!(r.status, 401);
+    assert!(
+        t.elapsed() >= Duration::from_millis(900),
+        "answered at once"
+    );
+    assert!(r.header("www-authenticate").unwrap().contains("nonce=\""));
+    for _ in 0..4 {
+        c.cseq += 1;
+        let req = format!(
+            "DESCRIBE {base} RTSP/1.0\r\nCSeq: {}\r\nAuthorization: {wrong}\r\n\r\n",
+            c.cseq
+        );
+        c.sock.write_all(req.as_bytes()).unwrap();
+    }
+    let mut replies = 0;
+    while let Some(m) = c.next() {
+        if let Msg::Reply(r) = m {
+            assert_eq!(r.status, 401);
+            replies += 1;
+        }
+    }
+    assert_eq!(
+        replies, 4,
+        "the connection ends after the fifth wrong answer"
+    );
+    // Basic works over RTSP as well.
+    let basic = format!("Basic {}", base64_of("nvr:pa55-w0rd"));
+    let mut c = Client::connect(port);
+    assert_eq!(
+        c.request("DESCRIBE", &base, &[("Authorization", &basic)])
+            .status,
+        200
+    );
+
+    // The HTTP outputs of the stream need the same credentials (HTTP Basic).
+    let r = crate::http::request(server.http_port, "GET", "/cam.ts", &[], None).unwrap();
+    assert_eq!(r.status, 401);
+    assert!(r
+        .header("www-authenticate")
+        .is_some_and(|v| v.starts_with("Basic realm=\"brume\"")));
+    let r = crate::http::request(
+        server.http_port,
+        "GET",
+        "/hls/cam/index.m3u8",
+        &[("Authorization", &format!("Basic {}", base64_of("nvr:nope")))],
+        None,
+    )
+    .unwrap();
+    assert_eq!(r.status, 401);
+    let http = |path: &str| format!("http://nvr:pa55-w0rd@127.0.0.1:{}{path}", server.http_port);
+    assert_h264_aac(&http("/cam.mp4"), 640, 360, Some(48000));
+    assert_h264_aac(&http("/hls/cam/index.m3u8"), 640, 360, Some(48000));
+    let r =
+        crate::http::request(server.http_port, "GET", "/hls/open/index.m3u8", &[], None).unwrap();
+    assert_eq!(r.status, 200, "a stream without credentials over HTTP");
+}
+
+fn base64_of(text: &str) -> String {
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in text.as_bytes().chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}

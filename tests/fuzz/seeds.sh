@@ -14,7 +14,7 @@ cd "$(dirname "$0")/../.."
 out="${1:-tests/fuzz/corpus}"
 mkdir -p "$out"
 out="$(cd "$out" && pwd)"
-for t in rtmp_session rtmp_client flv_tags h264 aac ts_demux http_head config jpeg pixels v4l2; do
+for t in rtmp_session rtmp_client flv_tags h264 aac ts_demux http_head rtsp_request rtsp_auth config jpeg pixels v4l2; do
     mkdir -p "$out/$t"
 done
 tmp="$(mktemp -d)"

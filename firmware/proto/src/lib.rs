@@ -9,10 +9,13 @@
 //!   parser for both.
 //! * [`rtsp`], [`sdp`], [`rtp`]: an RTSP server's requests and responses, session
 //!   descriptions, RTP packetization (H.264, AAC) and RTCP sender reports.
+//! * [`auth`]: RTSP Digest and Basic, HTTP Basic: challenges and the check of a
+//!   viewer's credentials against the stored HA1.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod amf0;
+pub mod auth;
 mod chunk;
 mod client;
 mod error;

@@ -4,9 +4,11 @@
 //! a crash or power cut mid-write leaves the old or the new file, never a broken one.
 //! Every other role only reads it.
 
+mod access;
 mod automation;
 mod limits;
 
+pub use access::{ReadAccess, HIDDEN, REALM};
 pub use automation::*;
 pub use limits::Limits;
 use serde::{Deserialize, Serialize};
@@ -250,6 +252,9 @@ pub struct StreamConfig {
     /// Programs attached to the stream.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub processes: Vec<StreamProcess>,
+    /// Credentials a viewer needs (RTSP Digest or Basic, HTTP Basic); None: anyone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read: Option<ReadAccess>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -425,6 +430,7 @@ impl Default for Config {
                 idle_timeout_s: default_idle(),
                 record: false,
                 processes: Vec::new(),
+                read: None,
             },
         );
         Config {
@@ -453,6 +459,31 @@ impl Config {
                 .values()
                 .flat_map(|s| &s.processes)
                 .any(|p| p.output.as_deref() == Some(stream))
+    }
+
+    /// The read credentials a viewer of `stream` needs: the stream's own, or for a
+    /// stream process's output, those of the stream it is made from.
+    pub fn read_access(&self, stream: &str) -> Option<&ReadAccess> {
+        if let Some(s) = self.streams.get(stream) {
+            return s.read.as_ref();
+        }
+        self.streams
+            .values()
+            .find(|s| {
+                s.processes
+                    .iter()
+                    .any(|p| p.output.as_deref() == Some(stream))
+            })
+            .and_then(|s| s.read.as_ref())
+    }
+
+    /// Replaces the plain read passwords by their hashes.
+    pub fn hash_read_passwords(&mut self) {
+        for s in self.streams.values_mut() {
+            if let Some(r) = &mut s.read {
+                r.hash_password();
+            }
+        }
     }
 
     pub fn validate(&self) -> Result<(), FieldError> {
@@ -528,12 +559,14 @@ impl Config {
         Config::parse(path, &bytes)
     }
 
-    /// Parses and validates the file's bytes (`path` only names it in errors).
+    /// Parses and validates the file's bytes (`path` only names it in errors). Plain
+    /// read passwords are hashed (the next save keeps only the hash).
     pub fn parse(path: &Path, bytes: &[u8]) -> Result<Config, Error> {
-        let c: Config = serde_json::from_slice(bytes).map_err(|e| Error::Parse {
+        let mut c: Config = serde_json::from_slice(bytes).map_err(|e| Error::Parse {
             path: path.display().to_string(),
             source: e,
         })?;
+        c.hash_read_passwords();
         c.validate().map_err(|e| Error::Invalid {
             path: path.display().to_string(),
             source: e,
@@ -592,6 +625,9 @@ impl StreamConfig {
     pub fn validate(&self) -> Result<(), FieldError> {
         if self.idle_timeout_s == 0 || self.idle_timeout_s > 86_400 {
             return Err(field_err("idle_timeout_s", "must be 1..=86400 seconds"));
+        }
+        if let Some(r) = &self.read {
+            r.validate()?;
         }
         match &self.source {
             Source::Testsrc {
@@ -851,6 +887,34 @@ mod tests {
         // No key: no update section in the file.
         let text = serde_json::to_string(&Config::default()).unwrap();
         assert!(!text.contains("update"), "{text}");
+    }
+
+    #[test]
+    fn read_passwords_are_hashed_when_read() {
+        let dir = std::env::temp_dir().join(format!("brume-cfg3-{}", std::process::id()));
+        let path = dir.join("brume.json");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            &path,
+            r#"{"streams":{"cam":{"source":{"type":"rtmp","key":"abcd"},
+                "read":{"user":"nvr","password":"pw"}}}}"#,
+        )
+        .unwrap();
+        let c = Config::load(&path).unwrap();
+        let read = c.streams["cam"].read.as_ref().unwrap();
+        assert_eq!(read.password, None);
+        assert_eq!(
+            read.secret().unwrap().ha1,
+            brume_proto::auth::ha1("nvr", REALM, "pw")
+        );
+        c.save(&path).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(!text.contains("\"pw\"") && text.contains("ha1"), "{text}");
+        assert_eq!(
+            Config::load(&path).unwrap().streams["cam"].read.as_ref(),
+            Some(read)
+        );
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]

@@ -25,6 +25,10 @@ use std::time::{Duration, Instant};
 const START_WAIT: Duration = Duration::from_secs(15);
 /// Keep-alive: a connection with no new request for this long is closed.
 const IDLE: Duration = Duration::from_secs(30);
+/// A wrong password is answered after this long, so a connection tries one a second.
+const WRONG_DELAY: Duration = Duration::from_secs(1);
+/// The connection ends at this many wrong passwords.
+pub(crate) const MAX_WRONG: u32 = 5;
 
 /// True for paths a worker serves (the listener routes everything else to the
 /// controller).
@@ -55,6 +59,8 @@ pub fn serve_forked(env: &Env, fd: OwnedFd, head: &[u8], slot: Option<usize>, re
             opened: None,
             sent: 0,
             since: Instant::now(),
+            config: None,
+            wrong: 0,
         };
         let r = serve(env, &mut conn, resume);
         conn.closed(env);
@@ -83,6 +89,10 @@ pub struct Conn {
     opened: Option<(String, &'static str, String)>,
     sent: u64,
     since: Instant,
+    /// The configuration, read at the first request that needs it (read credentials).
+    config: Option<Option<crate::config::Config>>,
+    /// Wrong credentials given on this connection.
+    wrong: u32,
 }
 
 impl Conn {
@@ -93,8 +103,39 @@ impl Conn {
             .unwrap_or_default()
     }
 
+    /// The credentials viewers of `stream` need (None: anyone may watch). Err when the
+    /// configuration cannot be read: nobody is let in then.
+    fn read_secret(
+        &mut self,
+        env: &Env,
+        stream: &str,
+    ) -> Result<Option<brume_proto::auth::Secret>, ()> {
+        let config = self
+            .config
+            .get_or_insert_with(|| crate::config::Config::load(&env.config).ok())
+            .as_ref()
+            .ok_or(())?;
+        match config.read_access(stream) {
+            None => Ok(None),
+            Some(r) => r.secret().map(Some).ok_or(()),
+        }
+    }
+
+    /// A wrong password: logged (the user name escaped, never the password), answered
+    /// after [`WRONG_DELAY`]. True when the connection has had its [`MAX_WRONG`].
+    fn wrong_password(&mut self, stream: &str, protocol: &str, why: &str) -> bool {
+        self.wrong += 1;
+        tracing::info!(stream, protocol, ip = %self.peer_ip(), reason = %why, "viewer refused: wrong credentials");
+        std::thread::sleep(WRONG_DELAY);
+        self.wrong >= MAX_WRONG
+    }
+
     /// Fires `connection.opened` once, and asks the viewer gate when triggers gate
-    /// viewers. Ok(false) when the viewer was refused (the answer is sent).
+    /// viewers. Ok(false) when the viewer was refused (the answer is sent). A stream
+    /// with read credentials needs them first, as HTTP Basic: HLS, MP4 and TS players
+    /// take `http://user:password@host/…` and browsers ask their user, while Digest's
+    /// nonces could not follow a player from one connection to the next (each is its
+    /// own process).
     fn admit(
         &mut self,
         env: &Env,
@@ -102,6 +143,38 @@ impl Conn {
         stream: &str,
         protocol: &'static str,
     ) -> std::io::Result<bool> {
+        use brume_proto::auth;
+        match self.read_secret(env, stream) {
+            Ok(None) => {}
+            Ok(Some(secret)) => {
+                let given = req.header("authorization");
+                if !auth::basic_matches(given, crate::config::REALM, &secret) {
+                    if given.is_some()
+                        && self.wrong_password(stream, protocol, "wrong Basic credentials")
+                    {
+                        self.respond(
+                            Response::error(401, "wrong credentials").header("Connection", "close"),
+                        )?;
+                        return Err(std::io::Error::other("too many wrong credentials"));
+                    }
+                    self.respond(
+                        Response::error(
+                            401,
+                            &format!("stream {stream:?} needs its read credentials"),
+                        )
+                        .header(
+                            "WWW-Authenticate",
+                            auth::basic_challenge(crate::config::REALM),
+                        ),
+                    )?;
+                    return Ok(false);
+                }
+            }
+            Err(()) => {
+                self.respond(Response::error(503, "the configuration cannot be read"))?;
+                return Ok(false);
+            }
+        }
         let ua = req.header("user-agent").unwrap_or("").to_string();
         match self.gate(env, &req.path, &ua, stream, protocol) {
             Ok(()) => Ok(true),

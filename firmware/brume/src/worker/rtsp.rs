@@ -23,12 +23,16 @@
 //!   port it came from (symmetric RTP). A client that sends nothing gets nothing
 //!   through the NAT; it falls back to TCP (ffmpeg and VLC do after several seconds
 //!   without packets) or must be told to use TCP.
+//! * A stream with read credentials needs them on DESCRIBE, SETUP and PLAY (Digest or
+//!   Basic, `brume_proto::auth`); a wrong answer gets a fresh challenge after a second,
+//!   and the fifth ends the connection.
 //! * A killed worker is not resumed (RTP state is not recorded): the listener closes
 //!   the connection, and the client reconnects as it would after any server restart.
 
 use super::{open_stream, Conn, OpenError};
 use crate::env::Env;
 use brume_format::{h264, Codec, Frame, Track};
+use brume_proto::auth;
 use brume_proto::rtp::RtpStream;
 use brume_proto::rtsp::{self, Incoming, Request, Response, Transport};
 use brume_proto::sdp;
@@ -62,6 +66,8 @@ pub fn serve_forked(env: &Env, fd: OwnedFd, slot: Option<usize>) -> i32 {
             opened: None,
             sent: 0,
             since: Instant::now(),
+            config: None,
+            wrong: 0,
         };
         let r = serve(env, &mut conn);
         conn.closed(env);
@@ -129,6 +135,9 @@ fn serve(env: &Env, conn: &mut Conn) -> std::io::Result<()> {
     let _ = conn.sock.set_write_timeout(Some(WRITE_TIMEOUT));
     let _ = conn.sock.set_read_timeout(Some(SESSION_TIMEOUT));
     let mut session: Option<Session> = None;
+    let mut key = [0u8; 16];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut key);
+    let mut guard = auth::Guard::new(crate::config::REALM, key);
     loop {
         let playing = session.as_ref().is_some_and(|s| s.playing);
         if !playing {
@@ -136,7 +145,7 @@ fn serve(env: &Env, conn: &mut Conn) -> std::io::Result<()> {
             let Some(msg) = next_message(conn, true)? else {
                 return Ok(());
             };
-            if !request(env, conn, &mut session, msg)? {
+            if !request(env, conn, &mut guard, &mut session, msg)? {
                 return Ok(());
             }
             continue;
@@ -150,7 +159,7 @@ fn serve(env: &Env, conn: &mut Conn) -> std::io::Result<()> {
             if let Some(s) = session.as_mut() {
                 s.last_heard = Instant::now();
             }
-            if !request(env, conn, &mut session, msg)? {
+            if !request(env, conn, &mut guard, &mut session, msg)? {
                 return Ok(());
             }
         }
@@ -241,6 +250,7 @@ fn target(req: &Request) -> (String, Option<String>) {
 fn request(
     env: &Env,
     conn: &mut Conn,
+    guard: &mut auth::Guard,
     session: &mut Option<Session>,
     msg: Incoming,
 ) -> std::io::Result<bool> {
@@ -254,6 +264,17 @@ fn request(
         if given != s.id && req.method != "OPTIONS" {
             reply(conn, &req, Response::new(454))?;
             return Ok(true);
+        }
+    }
+    // What shows or plays media needs the stream's read credentials, on every request;
+    // the other methods act on a session, whose id only an authorised SETUP gives out.
+    if matches!(req.method.as_str(), "DESCRIBE" | "SETUP" | "PLAY") {
+        let stream = match session.as_ref() {
+            Some(s) => s.stream.clone(),
+            None => target(&req).0,
+        };
+        if !authorized(env, conn, guard, &req, &stream)? {
+            return Ok(conn.wrong < super::MAX_WRONG);
         }
     }
     match req.method.as_str() {
@@ -348,6 +369,43 @@ fn request(
         _ => reply(conn, &req, Response::new(501).header("Public", PUBLIC))?,
     }
     Ok(true)
+}
+
+/// Checks the request's credentials when `stream` has read credentials. Ok(false) when
+/// refused (answered 401 with fresh challenges, after a delay if the answer was wrong).
+fn authorized(
+    env: &Env,
+    conn: &mut Conn,
+    guard: &mut auth::Guard,
+    req: &Request,
+    stream: &str,
+) -> std::io::Result<bool> {
+    let secret = match conn.read_secret(env, stream) {
+        Ok(None) => return Ok(true),
+        Ok(Some(s)) => s,
+        Err(()) => {
+            reply(conn, req, Response::new(503))?;
+            return Ok(false);
+        }
+    };
+    let now = now_us().max(0) as u64 / 1_000_000;
+    let verdict = guard.check(&req.method, req.header("authorization"), &secret, now);
+    match &verdict {
+        auth::Verdict::Granted => return Ok(true),
+        auth::Verdict::Wrong(why) => {
+            conn.wrong_password(stream, "rtsp", why);
+        }
+        auth::Verdict::Missing | auth::Verdict::Stale => {}
+    }
+    let [digest, basic] = guard.challenges(now, verdict == auth::Verdict::Stale);
+    reply(
+        conn,
+        req,
+        Response::new(401)
+            .header("WWW-Authenticate", digest)
+            .header("WWW-Authenticate", basic),
+    )?;
+    Ok(false)
 }
 
 /// Gates the viewer and opens the stream for the session (once per connection: a

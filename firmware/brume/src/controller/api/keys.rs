@@ -7,6 +7,11 @@
 //! `POST /streams/<name>/key` (a new one). A change that sends the redacted key back,
 //! or none (`PUT /streams/<name>`, an import with `PUT /config`), keeps the stream's
 //! key; a redacted key for a stream that has none is refused, naming the field.
+//!
+//! A stream's read password (`"read": {"user": …, "password": …}`) is kept as a hash
+//! (see `config/access.rs`) and shown as `"…"` in every answer, including the one that
+//! set it. Sending `"…"` back keeps the hash as long as the user name is the same (the
+//! hash covers it); a plain password is hashed before the change is saved.
 
 use super::{change_config, prefix_field, stream_json, Admin, ApiError, ApiResult};
 use crate::config::{Config, Source};
@@ -24,10 +29,14 @@ pub fn new_key() -> String {
     crate::controller::auth::random_text(24)
 }
 
-/// Replaces the key of a serialised stream configuration (`{"source": …}`).
+/// Replaces the key and the read password of a serialised stream configuration
+/// (`{"source": …}`).
 pub fn redact_stream(v: &mut Value) {
     if v["source"]["type"] == "rtmp" {
         v["source"]["key"] = Value::from(REDACTED);
+    }
+    if let Some(read) = v.get_mut("read") {
+        crate::config::ReadAccess::redact(read);
     }
 }
 
@@ -56,6 +65,7 @@ fn is_placeholder(key: &str) -> bool {
 /// made when `generate` (the streams that got one are returned), and a redacted one
 /// is refused.
 pub fn keep_keys(old: &Config, new: &mut Config, generate: bool) -> ApiResult<Vec<String>> {
+    keep_read_passwords(old, new);
     let mut made = Vec::new();
     for (name, s) in new.streams.iter_mut() {
         let Source::Rtmp { key } = &mut s.source else {
@@ -86,6 +96,24 @@ pub fn keep_keys(old: &Config, new: &mut Config, generate: bool) -> ApiResult<Ve
         }
     }
     Ok(made)
+}
+
+/// Read passwords: a hidden one (`"…"`) keeps the stream's hash when the user name is
+/// unchanged (validation refuses the ones left hidden); plain ones are hashed.
+fn keep_read_passwords(old: &Config, new: &mut Config) {
+    for (name, s) in new.streams.iter_mut() {
+        let Some(read) = &mut s.read else {
+            continue;
+        };
+        if read.password.as_deref() == Some(crate::config::HIDDEN) {
+            let before = old.streams.get(name).and_then(|o| o.read.as_ref());
+            if let Some(b) = before.filter(|b| b.user == read.user && b.ha1.is_some()) {
+                read.password = None;
+                read.ha1 = b.ha1.clone();
+            }
+        }
+        read.hash_password();
+    }
 }
 
 /// The stream's answer with its real key: only for the call that made the key.
@@ -168,6 +196,34 @@ mod tests {
         // Without generation a missing key is refused too.
         let mut missing = config(r#"{"streams":{"c":{"source":{"type":"rtmp"}}}}"#);
         assert!(keep_keys(&old, &mut missing, false).is_err());
+    }
+
+    #[test]
+    fn read_passwords_are_hashed_hidden_and_kept() {
+        let mut old = config(
+            r#"{"streams":{"a":{"source":{"type":"testsrc"},"read":{"user":"u","password":"p1"}}}}"#,
+        );
+        keep_keys(&Config::default(), &mut old, false).unwrap_or_else(|e| panic!("{}", e.error));
+        let hash = old.streams["a"].read.clone().unwrap().ha1.unwrap();
+        assert_eq!(old.streams["a"].read.as_ref().unwrap().password, None);
+        let mut shown = serde_json::to_value(&old).unwrap();
+        redact_config(&mut shown);
+        assert_eq!(
+            shown["streams"]["a"]["read"],
+            serde_json::json!({"user": "u", "password": "…"})
+        );
+        // Sent back hidden: kept. With another user: refused at validation.
+        let mut back: Config = serde_json::from_value(shown.clone()).unwrap();
+        keep_keys(&old, &mut back, false).unwrap_or_else(|e| panic!("{}", e.error));
+        back.validate().unwrap();
+        assert_eq!(back.streams["a"].read.as_ref().unwrap().ha1, Some(hash));
+        shown["streams"]["a"]["read"]["user"] = "v".into();
+        let mut renamed: Config = serde_json::from_value(shown).unwrap();
+        keep_keys(&old, &mut renamed, false).unwrap_or_else(|e| panic!("{}", e.error));
+        assert_eq!(
+            renamed.validate().unwrap_err().field,
+            "streams.a.read.password"
+        );
     }
 
     #[test]
