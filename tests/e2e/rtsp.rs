@@ -429,7 +429,7 @@ fn udp_reports_and_the_port_a_client_sends_from() {
     let (named, named_rtcp) = loop {
         let a = UdpSocket::bind("127.0.0.1:0").unwrap();
         let p = a.local_addr().unwrap().port();
-        if p % 2 == 0 {
+        if p.is_multiple_of(2) {
             if let Ok(b) = UdpSocket::bind(("127.0.0.1", p + 1)) {
                 break (a, b);
             }

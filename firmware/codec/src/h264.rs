@@ -98,7 +98,7 @@ impl H264Encoder {
         keyint_frames: u32,
     ) -> Result<Self> {
         let invalid = |m: String| Err(Error::InvalidArgument(m));
-        if width < 16 || height < 16 || width % 2 != 0 || height % 2 != 0 {
+        if width < 16 || height < 16 || !width.is_multiple_of(2) || !height.is_multiple_of(2) {
             return invalid(format!(
                 "H.264 picture size {width}x{height}: sides must be even and at least 16"
             ));

@@ -67,7 +67,7 @@ impl Layout {
         if !self.slots.is_power_of_two() || self.slots < 16 {
             return Err("slots must be a power of two >= 16");
         }
-        if self.data_capacity < 4096 || self.data_capacity % 4096 != 0 {
+        if self.data_capacity < 4096 || !self.data_capacity.is_multiple_of(4096) {
             return Err("data_capacity must be a multiple of 4096");
         }
         Ok(())

@@ -360,7 +360,7 @@ pub(crate) const fn round8(n: usize) -> usize {
 /// Copies `out.len()` (a multiple of 8) bytes from the word ring starting at byte
 /// offset `start` (a multiple of 8, not wrapping).
 pub(crate) fn copy_out(words: &[AtomicU64], start: usize, out: &mut [u8]) {
-    debug_assert!(start % 8 == 0 && out.len() % 8 == 0);
+    debug_assert!(start.is_multiple_of(8) && out.len().is_multiple_of(8));
     let first = start / 8;
     for (i, chunk) in out.chunks_exact_mut(8).enumerate() {
         let w = words[first + i].load(Ordering::Relaxed);

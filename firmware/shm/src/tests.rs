@@ -183,7 +183,7 @@ fn long_gop_reader_plays_forward_from_the_newest_keyframe() {
         track,
         dts: i as i64 * 33_333,
         cts: 0,
-        key: track == 1 && i % 300 == 0,
+        key: track == 1 && i.is_multiple_of(300),
         data: payload(i * 2 + track as u64, 64),
     };
     // Keyframes at 0 s and 10 s; live is at 19 s.

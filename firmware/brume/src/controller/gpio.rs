@@ -374,7 +374,7 @@ pub async fn bindings(state: Shared) {
         }
         // Several bindings on one pin: on if any holds.
         let mut want: HashMap<String, bool> = HashMap::new();
-        let phase = (started.elapsed().as_millis() / BLINK.as_millis()) % 2 == 0;
+        let phase = (started.elapsed().as_millis() / BLINK.as_millis()).is_multiple_of(2);
         for b in &bindings {
             let holds = binding_holds(&state, b.when, &b.stream);
             let level = holds && (b.mode == BindingMode::On || phase);

@@ -423,7 +423,7 @@ impl VideoPipeline {
         if self.format == PixelFormat::Mjpeg {
             jpeg = Some(data.to_vec());
         } else if let Some(j) = &mut self.jpeg {
-            if self.n % self.jpeg_every == 0 {
+            if self.n.is_multiple_of(self.jpeg_every) {
                 jpeg = Some(j.encode(&pic).map_err(|e| e.to_string())?);
             }
         }

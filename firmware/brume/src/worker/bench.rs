@@ -245,7 +245,7 @@ impl Synthetic {
             track: 1,
             dts: self.n as i64 * 33_333,
             cts: 0,
-            key: self.n % 30 == 0,
+            key: self.n.is_multiple_of(30),
             data,
         };
         self.n += 1;
