@@ -21,6 +21,7 @@ mod push;
 mod recording;
 mod rtmp;
 mod rtsp;
+mod rtsp_pull;
 mod shutdown;
 mod slowclients;
 mod systemd;

@@ -9,11 +9,13 @@
 //! * [`AacEncoder`]: Fraunhofer FDK AAC (bundled source), AAC-LC, raw access units and
 //!   the AudioSpecificConfig for `Track::init`.
 //! * [`Tone`]: a sine generator with continuous phase.
+//! * [`g711`]: G.711 A-law and µ-law to linear PCM (IP cameras' audio, encoded to AAC).
 #![warn(missing_docs)]
 
 mod aac;
 mod convert;
 mod font;
+pub mod g711;
 mod h264;
 mod jpeg;
 mod pattern;

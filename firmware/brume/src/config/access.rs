@@ -108,6 +108,39 @@ impl ReadAccess {
     }
 }
 
+/// A URL split at its password: (everything before it, the password, everything after
+/// it), when it has one (`scheme://user:password@host/…`).
+fn split_url_password(url: &str) -> Option<(&str, &str, &str)> {
+    let after_scheme = url.find("://")? + 3;
+    let rest = &url[after_scheme..];
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let at = authority.rfind('@')?;
+    let colon = authority[..at].find(':')?;
+    let (start, end) = (after_scheme + colon + 1, after_scheme + at);
+    Some((&url[..start], &url[start..end], &url[end..]))
+}
+
+/// A URL as answers and logs show it: its password (if any) replaced by `…`.
+pub fn hide_url_password(url: &str) -> String {
+    match split_url_password(url) {
+        Some((before, _, after)) => format!("{before}{HIDDEN}{after}"),
+        None => url.to_string(),
+    }
+}
+
+/// True when the URL's password is the hidden one (`…`, or it percent-encoded).
+pub fn url_password_hidden(url: &str) -> bool {
+    split_url_password(url).is_some_and(|(_, p, _)| p == HIDDEN || p == "%E2%80%A6")
+}
+
+/// `new` with the password of `old` in place of its hidden one, when both name the same
+/// user at the same place (the password is only good there).
+pub fn keep_url_password(new: &str, old: &str) -> Option<String> {
+    let (nb, _, na) = split_url_password(new)?;
+    let (ob, op, oa) = split_url_password(old)?;
+    (url_password_hidden(new) && (nb, na) == (ob, oa)).then(|| format!("{nb}{op}{na}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,5 +172,19 @@ mod tests {
         assert_eq!(bad(r#"{"user":"a","password":"…"}"#), "read.password");
         assert_eq!(bad(r#"{"user":"a"}"#), "read.password");
         assert_eq!(bad(r#"{"user":"a","ha1":"xyz"}"#), "read.ha1");
+    }
+
+    #[test]
+    fn url_passwords() {
+        let url = "rtsp://admin:p%40ss@cam.lan:554/Streaming/101?a=b@c";
+        let shown = hide_url_password(url);
+        assert_eq!(shown, "rtsp://admin:…@cam.lan:554/Streaming/101?a=b@c");
+        assert!(url_password_hidden(&shown) && !url_password_hidden(url));
+        assert_eq!(keep_url_password(&shown, url).as_deref(), Some(url));
+        // Another user or host: the old password is not sent there.
+        let other = "rtsp://root:…@cam.lan:554/Streaming/101?a=b@c";
+        assert_eq!(keep_url_password(other, url), None);
+        assert_eq!(hide_url_password("rtsp://cam/1"), "rtsp://cam/1");
+        assert_eq!(hide_url_password("rtsp://user@cam/1"), "rtsp://user@cam/1");
     }
 }

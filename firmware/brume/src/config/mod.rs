@@ -8,7 +8,9 @@ mod access;
 mod automation;
 mod limits;
 
-pub use access::{ReadAccess, HIDDEN, REALM};
+pub use access::{
+    hide_url_password, keep_url_password, url_password_hidden, ReadAccess, HIDDEN, REALM,
+};
 pub use automation::*;
 pub use limits::Limits;
 use serde::{Deserialize, Serialize};
@@ -287,6 +289,14 @@ pub enum Source {
         /// Missing only in API calls, which make one (or keep the stream's).
         #[serde(default)]
         key: String,
+    },
+    /// An RTSP server's stream pulled (an IP camera): `rtsp://[user:password@]host[:port]/path`.
+    Rtsp {
+        url: String,
+        /// "tcp" (interleaved on the RTSP connection), "udp", or "auto" (TCP, then UDP
+        /// for servers that refuse it).
+        #[serde(default = "auto")]
+        transport: String,
     },
     /// A V4L2 camera and/or an ALSA microphone, as one stream with common timing.
     Camera {
@@ -752,6 +762,12 @@ impl StreamConfig {
                     }
                 }
             }
+            Source::Rtsp { url, transport } => {
+                validate_rtsp_url(url).map_err(|m| field_err("source.url", m))?;
+                if !["tcp", "udp", "auto"].contains(&transport.as_str()) {
+                    return Err(field_err("source.transport", "tcp, udp or auto"));
+                }
+            }
             Source::Rtmp { key } => {
                 if key.len() < 4
                     || key.len() > 128
@@ -768,6 +784,30 @@ impl StreamConfig {
         }
         Ok(())
     }
+}
+
+/// An RTSP source URL: `rtsp://`, a host, at most 2,000 characters, the user and password
+/// (if any) percent-encoded as URLs need them.
+fn validate_rtsp_url(text: &str) -> Result<(), String> {
+    const WANTED: &str = "an RTSP URL: rtsp://[user:password@]host[:port]/path";
+    if text.len() > 2000 || text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(WANTED.into());
+    }
+    if url_password_hidden(text) {
+        return Err(
+            "the password is hidden (answers and exports never show it) and there \
+                    is no password of this user at this address to keep; give the password"
+                .into(),
+        );
+    }
+    let u = url::Url::parse(text).map_err(|e| format!("{e}; give {WANTED}"))?;
+    if u.scheme() != "rtsp" {
+        return Err(format!("the scheme is {:?}; give {WANTED}", u.scheme()));
+    }
+    if u.host_str().is_none_or(str::is_empty) {
+        return Err(format!("no host; give {WANTED}"));
+    }
+    Ok(())
 }
 
 pub fn validate_stream_name(name: &str) -> Result<(), String> {

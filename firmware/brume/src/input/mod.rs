@@ -1,10 +1,12 @@
 //! Inputs: the one writer of each stream's buffer. `brume input <stream>` runs the
-//! stream's configured source (started by the controller, which is its angel); RTMP
-//! publishers get an input process forked by the listener for their connection.
+//! stream's configured source (the synthetic camera, a V4L2/ALSA camera, an RTSP
+//! server), started by the controller, which is its angel; RTMP publishers get an input
+//! process forked by the listener for their connection.
 
 pub mod camera;
 mod process;
 pub mod rtmp;
+mod rtsp;
 mod sink;
 mod testsrc;
 
@@ -79,6 +81,15 @@ pub fn main(args: &[String]) -> Result<(), String> {
                 audio: audio.clone(),
                 bitrate_bps: bitrate_kbps * 1000,
                 jpeg_fps: *jpeg_fps,
+                processes: s.processes.clone(),
+            },
+        ),
+        Source::Rtsp { url, transport } => rtsp::run(
+            &env,
+            stream,
+            rtsp::Params {
+                url: url.clone(),
+                transport: transport.clone(),
                 processes: s.processes.clone(),
             },
         ),

@@ -11,7 +11,9 @@
 //! A stream's read password (`"read": {"user": …, "password": …}`) is kept as a hash
 //! (see `config/access.rs`) and shown as `"…"` in every answer, including the one that
 //! set it. Sending `"…"` back keeps the hash as long as the user name is the same (the
-//! hash covers it); a plain password is hashed before the change is saved.
+//! hash covers it); a plain password is hashed before the change is saved. An RTSP
+//! source's URL shows its password as `…` too, and keeps it when sent back with the
+//! same user, host and path.
 
 use super::{change_config, prefix_field, stream_json, Admin, ApiError, ApiResult};
 use crate::config::{Config, Source};
@@ -37,6 +39,11 @@ pub fn redact_stream(v: &mut Value) {
     }
     if let Some(read) = v.get_mut("read") {
         crate::config::ReadAccess::redact(read);
+    }
+    if v["source"]["type"] == "rtsp" {
+        if let Some(url) = v["source"]["url"].as_str() {
+            v["source"]["url"] = Value::from(crate::config::hide_url_password(url));
+        }
     }
 }
 
@@ -102,6 +109,16 @@ pub fn keep_keys(old: &Config, new: &mut Config, generate: bool) -> ApiResult<Ve
 /// unchanged (validation refuses the ones left hidden); plain ones are hashed.
 fn keep_read_passwords(old: &Config, new: &mut Config) {
     for (name, s) in new.streams.iter_mut() {
+        // An RTSP source's URL keeps its password the same way.
+        if let Source::Rtsp { url, .. } = &mut s.source {
+            let before = old.streams.get(name).and_then(|o| match &o.source {
+                Source::Rtsp { url, .. } => Some(url.as_str()),
+                _ => None,
+            });
+            if let Some(kept) = before.and_then(|b| crate::config::keep_url_password(url, b)) {
+                *url = kept;
+            }
+        }
         let Some(read) = &mut s.read else {
             continue;
         };
