@@ -1,7 +1,7 @@
 // Brume's web UI in a real browser: Debian's Chromium, driven by playwright-core,
 // against a real `brume serve` (BRUME_BIN, default target/debug/brume) on loopback with
 // a fresh configuration. One run walks what a new owner does: first-run password with
-// the setup code brume printed (a wrong code is refused), log out and in, create a synthetic stream and an RTMP one, see the live thumbnail,
+// the setup code brume printed (a wrong code is refused), log out and in, create a synthetic stream, an RTMP one and an RTSP camera with viewer credentials, see the live thumbnail,
 // watch the stream in the page (the video advances and paints a real picture), make a
 // mistake in the editor and read the error next to the field, export the
 // configuration, try a bad import, record the stream and play the file in the page, set
@@ -107,17 +107,18 @@ async function startServer() {
   fs.writeFileSync(config, '{"streams":{}}\n');
   const httpPort = await freePort();
   const rtmpPort = await freePort();
-  // No RTSP port: 8554 may be taken on a test machine.
-  const env = { ...process.env, BRUME_SHM_PREFIX: prefix, BRUME_RTSP_LISTEN: 'off' };
+  // The RTSP port on a free port too: 8554 may be taken on a test machine.
+  const rtspPort = await freePort();
+  const env = { ...process.env, BRUME_SHM_PREFIX: prefix };
   for (const k of ['BRUME_ADMIN_PASSWORD', 'BRUME_CONFIG', 'BRUME_RUN_DIR', 'BRUME_SHM_DIR']) delete env[k];
   const logFile = path.join(tmp, 'serve.log');
   const out = fs.openSync(logFile, 'a');
-  const child = spawn(BIN, ['serve', '--config', config, '--listen', `127.0.0.1:${httpPort}`, '--rtmp', `127.0.0.1:${rtmpPort}`], {
+  const child = spawn(BIN, ['serve', '--config', config, '--listen', `127.0.0.1:${httpPort}`, '--rtmp', `127.0.0.1:${rtmpPort}`, '--rtsp', `127.0.0.1:${rtspPort}`], {
     env,
     stdio: ['ignore', out, out],
   });
   fs.closeSync(out);
-  server = { child, httpPort, rtmpPort, logFile, base: `http://127.0.0.1:${httpPort}`, exited: null };
+  server = { child, httpPort, rtmpPort, rtspPort, logFile, base: `http://127.0.0.1:${httpPort}`, exited: null };
   child.on('exit', (code, sig) => {
     server.exited = sig || code;
   });
@@ -354,6 +355,40 @@ async function main() {
     const all = await apiInPage(page, 'GET', '/streams');
     check(!JSON.stringify(all.body).includes('studio-key-1'), 'GET /streams shows the key');
     check((await page.locator('.card[data-stream=studio] .placeholder').textContent()).includes('Waiting for a publisher'), 'no placeholder');
+  });
+
+  await step('RTSP camera source with viewer credentials: passwords hidden after saving, kept by a save, the RTSP URL on the watch page', async () => {
+    await page.click('#new-stream');
+    await page.waitForSelector('#stream-form');
+    await page.fill('#f-name', 'door');
+    await page.check('input[name=source-type][value=rtsp]');
+    await page.fill('#f-source-url', 'rtsp://admin:cam-pw-1@127.0.0.1:9/stream1');
+    await page.selectOption('#f-source-transport', 'tcp');
+    await page.fill('#f-read-user', 'nvr');
+    await page.fill('#f-read-password', 'viewer-pw-1');
+    await page.check('input[name=start][value=demand]');
+    await page.click('#save');
+    await page.waitForSelector('.card[data-stream=door]');
+    const r = await apiInPage(page, 'GET', '/streams/door');
+    const cfg = r.body.config;
+    check(cfg.source.type === 'rtsp' && cfg.source.transport === 'tcp' && cfg.source.url === 'rtsp://admin:…@127.0.0.1:9/stream1', `source: ${JSON.stringify(cfg.source)}`);
+    check(cfg.read && cfg.read.user === 'nvr' && cfg.read.password === '…', `read: ${JSON.stringify(cfg.read)}`);
+    const disk = () => JSON.parse(fs.readFileSync(path.join(tmp, 'brume.json'), 'utf8')).streams.door;
+    const before = disk();
+    check(before.source.url.includes('cam-pw-1') && before.read.ha1 && !JSON.stringify(before).includes('viewer-pw-1'), `on disk: ${JSON.stringify(before)}`);
+    // A save from the editor sends the hidden passwords back: both are kept.
+    await page.goto(`${base}/#/edit/door`);
+    await page.waitForSelector('#stream-form');
+    check((await page.inputValue('#f-source-url')) === 'rtsp://admin:…@127.0.0.1:9/stream1', 'the editor shows the camera password');
+    await page.click('#save');
+    await page.waitForSelector('#streams');
+    check(JSON.stringify(disk()) === JSON.stringify(before), `a save changed the secrets: ${JSON.stringify(disk())}`);
+    await page.goto(`${base}/#/watch/door`);
+    await page.waitForSelector('#urls input');
+    const urls = await page.locator('#urls input').evaluateAll((els) => els.map((e) => e.value));
+    check(urls.includes(`rtsp://nvr:PASSWORD@127.0.0.1:${server.rtspPort}/door`), `watch page URLs: ${JSON.stringify(urls)}`);
+    await page.goto(`${base}/#/`);
+    await page.waitForSelector('#streams');
   });
 
   await step('dashboard shows the board figures (screenshot)', async () => {

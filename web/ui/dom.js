@@ -134,6 +134,7 @@ export function sourceText(cfg) {
   const s = cfg.source;
   if (s.type === 'testsrc') return `Synthetic ${s.width}×${s.height} ${s.fps} fps`;
   if (s.type === 'rtmp') return 'RTMP publish';
+  if (s.type === 'rtsp') return `RTSP camera (${s.transport || 'auto'})`;
   if (s.type === 'camera') {
     const v = s.video;
     return v ? `Camera ${v.width}×${v.height} ${v.fps} fps${s.audio ? ' + microphone' : ''}` : 'Microphone';

@@ -79,11 +79,12 @@ function build(view, { editing, stream, system, devices, go }) {
   const deviceNote = hasDevices ? 'a V4L2 camera and/or an ALSA microphone on this board' : 'no devices API yet';
   // A source this form has no fields for yet (a camera stream made through the API)
   // is kept and edited as JSON rather than lost.
-  const known = ['testsrc', 'rtmp', 'camera'].includes(src.type);
+  const known = ['testsrc', 'rtmp', 'camera', 'rtsp'].includes(src.type);
   const sourceChoices = h('div', { class: 'choices', role: 'radiogroup', 'aria-label': 'Source' },
     choice('testsrc', 'Synthetic test picture', 'moving picture with the time, and a tone; no hardware needed'),
     choice('rtmp', 'RTMP publish', 'OBS, ffmpeg or a camera pushes to the board'),
     choice('camera', 'Camera and microphone', deviceNote, !hasDevices && src.type !== 'camera'),
+    choice('rtsp', 'RTSP camera', 'an IP camera or another RTSP server, pulled by the board'),
     known ? null : choice(src.type, `Current source (${src.type})`, 'edited as JSON below'));
   const camera = cameraBox(src, hasDevices ? devices : {}, field, num);
   const rawSource = h('textarea', { rows: 10, spellcheck: 'false', class: 'code' });
@@ -165,6 +166,29 @@ function build(view, { editing, stream, system, devices, go }) {
   nameInput.addEventListener('input', showPublish);
   showPublish();
 
+  // RTSP camera fields. A saved URL's password comes back as "…": sent back unchanged
+  // (same user, host and path), the board keeps the password it has.
+  const rtspSrc = src.type === 'rtsp' ? src : { url: '', transport: 'auto' };
+  const rtspUrl = h('input', { type: 'text', value: rtspSrc.url, autocomplete: 'off', spellcheck: 'false', placeholder: 'rtsp://user:password@192.168.1.20:554/stream1' });
+  const rtspTransport = h('select', {},
+    [['auto', 'Automatic (TCP, then UDP)'], ['tcp', 'TCP (through firewalls, no loss)'], ['udp', 'UDP (lowest delay on a LAN)']]
+      .map(([v, label]) => h('option', { value: v, selected: (rtspSrc.transport || 'auto') === v }, label)));
+  const rtspBox = h('div', { class: 'source-box', dataset: { source: 'rtsp' } },
+    field('source.url', 'Camera URL', rtspUrl, 'The camera\'s RTSP URL, with its user and password if it asks for them (percent-encode @ : / in them). Once saved, the password is shown as … and kept.'),
+    field('source.transport', 'Transport', rtspTransport),
+    h('p', { class: 'hint' }, 'H.264 (and H.265, carried as is) with AAC or G.711 audio; G.711 is encoded to AAC. When the camera cannot be reached the stream shows device-missing and the board keeps trying.'));
+
+  // Who may watch: read credentials on every output (RTSP Digest or Basic, HTTP Basic).
+  const read = cfg.read || null;
+  const readUser = h('input', { type: 'text', value: read ? read.user : '', autocomplete: 'off', spellcheck: 'false', placeholder: 'none: anyone may watch' });
+  const readPassword = h('input', { type: 'password', value: read ? read.password : '', autocomplete: 'new-password' });
+  const readBox = h('fieldset', { class: 'read', dataset: { field: 'read' } },
+    h('legend', {}, 'Viewer credentials'),
+    h('div', { class: 'row' },
+      field('read.user', 'User', readUser),
+      field('read.password', 'Password', readPassword)),
+    h('p', { class: 'hint' }, 'When set, players must give them: rtsp://user:password@… (NVRs, VLC, ffmpeg) and http://user:password@… for HLS, MP4 and TS. Leave the user empty for a stream anyone on the network may watch. The board keeps only a hash of the password.'));
+
   // When it runs.
   const always = h('input', { type: 'radio', name: 'start', value: 'always', checked: cfg.always_on });
   const onDemand = h('input', { type: 'radio', name: 'start', value: 'demand', checked: !cfg.always_on });
@@ -182,6 +206,7 @@ function build(view, { editing, stream, system, devices, go }) {
     testsrcBox.hidden = type !== 'testsrc';
     rtmpBox.hidden = type !== 'rtmp';
     camera.el.hidden = type !== 'camera';
+    rtspBox.hidden = type !== 'rtsp';
     rawBox.hidden = known || type !== src.type;
     startBox.hidden = type === 'rtmp';
     rtmpStart.hidden = type !== 'rtmp';
@@ -207,9 +232,11 @@ function build(view, { editing, stream, system, devices, go }) {
     testsrcBox,
     rtmpBox,
     camera.el,
+    rtspBox,
     rawBox,
     startBox,
     rtmpStart,
+    readBox,
     procBox,
     h('div', { class: 'actions' }, save, h('a', { class: 'button', href: editing ? `#/watch/${encodeURIComponent(editing)}` : '#/' }, 'Cancel'), del));
   form.addEventListener('change', sync);
@@ -241,6 +268,8 @@ function build(view, { editing, stream, system, devices, go }) {
     let raw = null;
     if (type === 'camera') {
       raw = camera.source();
+    } else if (type === 'rtsp') {
+      raw = { type: 'rtsp', url: rtspUrl.value.trim(), transport: rtspTransport.value };
     } else if (type !== 'testsrc' && type !== 'rtmp') {
       try {
         raw = JSON.parse(rawSource.value);
@@ -262,6 +291,8 @@ function build(view, { editing, stream, system, devices, go }) {
       idle_timeout_s: numberOf(idle.value),
     };
     if (cfg.record) body.record = true;
+    const user = readUser.value.trim();
+    if (user) body.read = { user, password: readPassword.value };
     if (procs.length) body.processes = procs;
     save.disabled = true;
     try {

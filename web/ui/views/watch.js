@@ -38,13 +38,20 @@ export function watchView(root, { params, go }) {
   function renderUrls(s) {
     const type = s.config.source.type;
     const key = type === 'rtmp' ? s.config.source.key : null;
-    const sig = `${type}:${key}:${hasJpegOf(s)}:${system ? system.rtmp_port : ''}`;
+    const read = s.config.read || null;
+    const sig = `${type}:${key}:${hasJpegOf(s)}:${system ? `${system.rtmp_port}:${system.rtsp_port}` : ''}:${read ? read.user : ''}`;
     if (sig === urlsFor) return;
     urlsFor = sig;
     const base = location.origin;
     const host = location.hostname.includes(':') ? `[${location.hostname}]` : location.hostname;
     const hasJpeg = s.status.tracks.some((t) => t.codec === 'jpeg') || (type === 'testsrc' && s.config.source.jpeg_fps > 0);
+    // With viewer credentials, players put them in the URL (shown without the password).
+    const creds = read ? `${encodeURIComponent(read.user)}:PASSWORD@` : '';
+    const credsNote = () => (read ? h('p', { class: 'hint' }, `Needs the viewer credentials: replace PASSWORD with ${read.user}'s password.`) : null);
+    const rtspPort = system ? system.rtsp_port : undefined;
     const list = [
+      copyField('RTSP (NVRs, Home Assistant, Frigate, VLC)', rtspPort === null ? 'The RTSP server is off on this board (brume serve --rtsp off)'
+        : `rtsp://${creds}${host}:${rtspPort ?? 8554}/${enc}`, credsNote()),
       copyField('HLS (Safari, VLC, hls.js, CDNs)', `${base}/hls/${enc}/index.m3u8`),
       copyField('MP4, fragmented (browsers, VLC)', `${base}/${enc}.mp4`),
       copyField('MPEG-TS (VLC, ffmpeg, NVRs)', `${base}/${enc}.ts`),

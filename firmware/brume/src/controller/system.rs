@@ -88,5 +88,10 @@ pub fn status(config_dir: &std::path::Path, controller_uptime_s: u64) -> Value {
         "temperature_c": temperature_c,
         "disk": disk,
         "clock_synced": clock_synced(),
+        // The port of rtsp://HOST:PORT/<stream> (null when the RTSP server is off).
+        "rtsp_port": std::env::var(crate::env::RTSP_LISTEN)
+            .ok()
+            .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
+            .map(|a| a.port()),
     })
 }
