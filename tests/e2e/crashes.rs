@@ -3,19 +3,7 @@
 use crate::harness::{signal, wait_until, Proc, Server, SMALL_DEMO};
 use crate::http::Viewer;
 use crate::media::assert_decodes_clean;
-use serde_json::Value;
 use std::time::Duration;
-
-/// The API's record of the connection from `local` (the viewer's address).
-fn connection_of(server: &Server, local: &str) -> Option<Value> {
-    let (st, v) = server.get("/api/v1/connections");
-    assert_eq!(st, 200, "GET /api/v1/connections: {v}");
-    v["connections"]
-        .as_array()?
-        .iter()
-        .find(|c| c["peer"] == local)
-        .cloned()
-}
 
 #[test]
 fn viewer_worker_kill_spares_the_others() {
@@ -40,7 +28,8 @@ fn viewer_worker_kill_spares_the_others() {
         Duration::from_secs(10),
         "the victim's connection in the API",
         || {
-            connection_of(&server, &local)
+            server
+                .connection_of(&local)
                 .and_then(|c| c["pid"].as_i64())
                 .filter(|p| *p > 0)
         },
@@ -80,7 +69,7 @@ fn viewer_worker_kill_spares_the_others() {
         Duration::from_secs(10),
         "the victim's connection to be resumed in a new worker",
         || {
-            connection_of(&server, &local).filter(|c| {
+            server.connection_of(&local).filter(|c| {
                 c["pid"].as_i64().is_some_and(|p| p > 0 && p as i32 != pid)
                     && c["worker_restarts"].as_u64().is_some_and(|r| r >= 1)
             })

@@ -416,24 +416,19 @@ impl Server {
 
     /// Logs in as the admin; later API calls carry the token.
     pub fn login(&self) {
-        let body = serde_json::json!({ "password": PASSWORD }).to_string();
-        let r = http::request(
-            self.http_port,
-            "POST",
-            "/api/v1/login",
-            &[("Content-Type", "application/json")],
-            Some(body.as_bytes()),
-        )
-        .expect("POST /api/v1/login");
-        assert_eq!(
-            r.status,
-            200,
-            "login failed: {}",
-            String::from_utf8_lossy(&r.body)
-        );
-        let v: Value = serde_json::from_slice(&r.body).expect("login JSON");
-        let t = v["token"].as_str().expect("a token").to_string();
+        let t = login_token(self.http_port);
         *self.token.lock().expect("token") = Some(t);
+    }
+
+    /// The API's record of the connection from `local` (a viewer's address).
+    pub fn connection_of(&self, local: &str) -> Option<Value> {
+        let (st, v) = self.get("/api/v1/connections");
+        assert_eq!(st, 200, "GET /api/v1/connections: {v}");
+        v["connections"]
+            .as_array()?
+            .iter()
+            .find(|c| c["peer"] == local)
+            .cloned()
     }
 
     /// GET /api/v1/streams/<name> (must exist).
@@ -622,4 +617,25 @@ fn ensure_tools() {
             "{t} is missing: the end-to-end tests need ffmpeg and ffprobe (apt-get install ffmpeg)"
         );
     }
+}
+
+/// A new admin session on its own connection: its bearer token (for raw requests).
+pub fn login_token(port: u16) -> String {
+    let body = serde_json::json!({ "password": PASSWORD }).to_string();
+    let r = http::request(
+        port,
+        "POST",
+        "/api/v1/login",
+        &[("Content-Type", "application/json")],
+        Some(body.as_bytes()),
+    )
+    .expect("POST /api/v1/login");
+    assert_eq!(
+        r.status,
+        200,
+        "login failed: {}",
+        String::from_utf8_lossy(&r.body)
+    );
+    let v: Value = serde_json::from_slice(&r.body).expect("login JSON");
+    v["token"].as_str().expect("a token").to_string()
 }

@@ -4,7 +4,9 @@
 //! environment), the configuration and session files (0600), sessions across a
 //! controller crash.
 
-use crate::harness::{self, signal, tree, wait_until, Proc, Server, PASSWORD, SMALL_DEMO};
+use crate::harness::{
+    self, login_token, signal, tree, wait_until, Proc, Server, PASSWORD, SMALL_DEMO,
+};
 use crate::http;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -415,22 +417,6 @@ fn admin_password_is_in_no_childs_environment() {
     );
 }
 
-/// Logs in on its own connection (not the harness's token).
-fn login(port: u16) -> String {
-    let body = serde_json::json!({ "password": PASSWORD }).to_string();
-    let r = http::request(
-        port,
-        "POST",
-        "/api/v1/login",
-        &[("Content-Type", "application/json")],
-        Some(body.as_bytes()),
-    )
-    .expect("POST /api/v1/login");
-    assert_eq!(r.status, 200, "login: {}", r.text());
-    let v: serde_json::Value = serde_json::from_slice(&r.body).expect("login JSON");
-    v["token"].as_str().expect("a token").to_string()
-}
-
 fn status_with(port: u16, method: &str, path: &str, token: &str) -> u16 {
     let auth = format!("Bearer {token}");
     http::request(port, method, path, &[("Authorization", &auth)], None)
@@ -442,8 +428,8 @@ fn status_with(port: u16, method: &str, path: &str, token: &str) -> u16 {
 fn session_survives_a_controller_kill_and_logout_still_revokes() {
     let server = Server::start(Some(SMALL_DEMO));
     let port = server.http_port;
-    let kept = login(port);
-    let ended = login(port);
+    let kept = login_token(port);
+    let ended = login_token(port);
     assert_eq!(status_with(port, "GET", "/api/v1/system", &kept), 200);
     assert_eq!(status_with(port, "POST", "/api/v1/logout", &ended), 204);
     assert_eq!(status_with(port, "GET", "/api/v1/system", &ended), 401);
@@ -493,7 +479,7 @@ fn config_and_session_files_are_owner_only() {
     // it 0600 at start.
     let server = Server::start(Some(SMALL_DEMO));
     assert_eq!(mode(&server.config_path), 0o600, "brume.json mode");
-    let token = login(server.http_port);
+    let token = login_token(server.http_port);
     let sessions = server.dir.join("brume.sessions.json");
     assert_eq!(mode(&sessions), 0o600, "session table mode");
     let table = std::fs::read_to_string(&sessions).expect("read the session table");
@@ -611,7 +597,7 @@ fn root_killed_alone_then_a_new_root_stops_the_old_tree() {
         let t = tree(second.id() as i32);
         let controllers: Vec<&Proc> = t.iter().filter(|p| p.role() == "controller").collect();
         assert_eq!(controllers.len(), 1, "controllers: {controllers:?}");
-        let token = login(http_port);
+        let token = login_token(http_port);
         assert_eq!(status_with(http_port, "GET", "/api/v1/system", &token), 200);
         let log = std::fs::read_to_string(dir.0.join("serve.log")).unwrap_or_default();
         assert!(

@@ -3,7 +3,7 @@
 //! new binary that cannot start is rolled back; a killed listener's workers are
 //! adopted by the next listener, which still resumes them byte-exact.
 
-use crate::harness::{signal, wait_until, Proc, Server, PASSWORD, SMALL_DEMO};
+use crate::harness::{login_token, signal, wait_until, Proc, Server, SMALL_DEMO};
 use crate::http::{self, Viewer};
 use crate::media::{assert_decodes_clean, duration_of, rtmp_publisher, run, Background};
 use serde_json::Value;
@@ -20,22 +20,12 @@ const DEMO_AND_CAM: &str = r#"{"streams":{
   "cam":{"source":{"type":"rtmp","key":"s3cret"}}},
   "limits":{"max_connections":1024,"max_connections_per_address":1024}}"#;
 
-/// The API's record of the connection from `local` (a viewer's address).
-fn connection_of(server: &Server, local: &str) -> Option<Value> {
-    let (st, v) = server.get("/api/v1/connections");
-    assert_eq!(st, 200, "GET /api/v1/connections: {v}");
-    v["connections"]
-        .as_array()?
-        .iter()
-        .find(|c| c["peer"] == local)
-        .cloned()
-}
-
 /// The worker serving `v` now (from the API's connection list).
 fn worker_of(server: &Server, v: &Viewer) -> i32 {
     let local = v.local.to_string();
     wait_until(Duration::from_secs(10), "the viewer's connection", || {
-        connection_of(server, &local)
+        server
+            .connection_of(&local)
             .and_then(|c| c["pid"].as_i64())
             .filter(|p| *p > 0)
     }) as i32
@@ -49,7 +39,7 @@ fn kill_and_see_resumed(server: &Server, v: &Viewer, what: &str) {
     signal(pid, libc::SIGKILL);
     let local = v.local.to_string();
     wait_until(Duration::from_secs(10), what, || {
-        connection_of(server, &local).filter(|c| {
+        server.connection_of(&local).filter(|c| {
             c["pid"].as_i64().is_some_and(|p| p > 0 && p as i32 != pid)
                 && c["worker_restarts"].as_u64().is_some_and(|r| r >= 1)
         })
@@ -190,21 +180,6 @@ fn stamped_binary(dir: &Path, stamp: &str) -> PathBuf {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     out
-}
-
-fn token(server: &Server) -> String {
-    let body = serde_json::json!({ "password": PASSWORD }).to_string();
-    let r = http::request(
-        server.http_port,
-        "POST",
-        "/api/v1/login",
-        &[("Content-Type", "application/json")],
-        Some(body.as_bytes()),
-    )
-    .expect("login");
-    assert_eq!(r.status, 200, "login: {}", r.text());
-    let v: Value = serde_json::from_slice(&r.body).expect("login JSON");
-    v["token"].as_str().expect("a token").to_string()
 }
 
 /// Uploads `binary` as an update; returns the API's status and answer.
@@ -439,7 +414,7 @@ fn recording_files(server: &Server, stream: &str) -> Vec<PathBuf> {
 fn live_update_drops_no_viewer_publisher_or_recording() {
     let server = Server::start(Some(DEMO_AND_CAM));
     server.login();
-    let token = token(&server);
+    let token = login_token(server.http_port);
     server.wait_live("demo", Duration::from_secs(20));
     // A publisher with ffmpeg's long default-like GOP (4 s at 25 fps).
     let url = format!("rtmp://127.0.0.1:{}/live/cam?key=s3cret", server.rtmp_port);
@@ -623,7 +598,7 @@ fn live_update_drops_no_viewer_publisher_or_recording() {
 fn an_update_that_cannot_start_is_rolled_back() {
     let server = Server::start(Some(SMALL_DEMO));
     server.login();
-    let token = token(&server);
+    let token = login_token(server.http_port);
     server.wait_live("demo", Duration::from_secs(20));
     // A program that passes the check (`--version` prints a brume version) and exits
     // at once in every role.
@@ -685,7 +660,7 @@ fn an_update_that_cannot_start_is_rolled_back() {
 fn a_rauc_bundle_goes_to_rauc_and_a_bad_one_changes_nothing() {
     let server = Server::start(Some(SMALL_DEMO));
     server.login();
-    let token = token(&server);
+    let token = login_token(server.http_port);
     let (_, before) = server.get("/api/v1/system");
     let bundle = server.dir.join("image.raucb");
     let mut bytes = b"hsqs".to_vec();
@@ -725,7 +700,7 @@ fn a_rauc_bundle_goes_to_rauc_and_a_bad_one_changes_nothing() {
 fn the_next_start_runs_the_updated_binary() {
     let server = Server::start(Some(SMALL_DEMO));
     server.login();
-    let token = token(&server);
+    let token = login_token(server.http_port);
     let (_, before) = server.get("/api/v1/system");
     let old_version = before["version"].as_str().expect("a version").to_string();
     let binary = stamped_binary(&server.dir, "e2e3");

@@ -69,7 +69,7 @@ fn recording_by_api_lists_downloads_and_deletes() {
     let on_disk = std::fs::read(server.dir.join("recordings").join(&file)).expect("the file");
     assert_eq!(whole.body, on_disk, "the download differs from the file");
 
-    let token = server_token(&server);
+    let token = crate::harness::login_token(server.http_port);
     let part = crate::http::request(
         server.http_port,
         "GET",
@@ -127,21 +127,6 @@ fn recording_by_api_lists_downloads_and_deletes() {
     assert_eq!(st, 204, "DELETE {url}: {v}");
     assert!(!listed(&server).iter().any(|r| r["path"] == file.as_str()));
     assert_eq!(server.raw("GET", &url, None).status, 404);
-}
-
-/// The bearer token the server's client uses (logged in again for raw requests).
-fn server_token(server: &Server) -> String {
-    let body = serde_json::json!({ "password": crate::harness::PASSWORD }).to_string();
-    let r = crate::http::request(
-        server.http_port,
-        "POST",
-        "/api/v1/login",
-        &[("Content-Type", "application/json")],
-        Some(body.as_bytes()),
-    )
-    .expect("login");
-    let v: Value = serde_json::from_slice(&r.body).expect("login JSON");
-    v["token"].as_str().expect("a token").to_string()
 }
 
 #[test]

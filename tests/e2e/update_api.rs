@@ -8,7 +8,7 @@
 //! `liveupdate.rs`; here a correctly signed upload is only seen to be taken (202) and
 //! handed to the root angel.
 
-use crate::harness::{wait_until, Server, PASSWORD};
+use crate::harness::{login_token, wait_until, Server};
 use crate::http::{self, Reply};
 use serde_json::Value;
 use std::io::Write;
@@ -21,21 +21,6 @@ const UPLOAD: &str = "/api/v1/system/update";
 
 fn brume_bytes() -> Vec<u8> {
     std::fs::read(env!("CARGO_BIN_EXE_brume")).expect("read the brume binary")
-}
-
-fn login(port: u16) -> String {
-    let body = serde_json::json!({ "password": PASSWORD }).to_string();
-    let r = http::request(
-        port,
-        "POST",
-        "/api/v1/login",
-        &[("Content-Type", "application/json")],
-        Some(body.as_bytes()),
-    )
-    .expect("POST /api/v1/login");
-    assert_eq!(r.status, 200, "login: {}", r.text());
-    let v: Value = serde_json::from_slice(&r.body).expect("login JSON");
-    v["token"].as_str().expect("a token").to_string()
 }
 
 /// Uploads `body` as a new binary, with the token and the signature (base64) if any.
@@ -178,7 +163,7 @@ fn an_anonymous_upload_is_refused_before_its_body() {
         "an anonymous upload reached the disk: {:?}",
         files_in(&s.dir.join("updates"))
     );
-    let token = login(port);
+    let token = login_token(port);
     let was = before(port, &token);
     nothing_changed(&s, &token, &was);
 }
@@ -187,7 +172,7 @@ fn an_anonymous_upload_is_refused_before_its_body() {
 fn binaries_that_are_not_for_this_appliance_are_refused() {
     let s = Server::start(Some(r#"{"streams":{}}"#));
     let port = s.http_port;
-    let token = login(port);
+    let token = login_token(port);
     let was = before(port, &token);
 
     let r = upload(port, Some(&token), b"#!/bin/sh\necho brume 9.9.9\n", None);
@@ -314,7 +299,7 @@ fn with_a_key_unsigned_and_wrongly_signed_updates_change_nothing() {
     let config = serde_json::json!({ "streams": {}, "update": { "public_key": public } });
     let s = Server::start(Some(&config.to_string()));
     let port = s.http_port;
-    let token = login(port);
+    let token = login_token(port);
     let was = before(port, &token);
 
     let brume = keys.join("brume");
