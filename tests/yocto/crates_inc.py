@@ -9,10 +9,12 @@ class): every crates.io package of every Cargo.lock in the source tree, as a
     tests/yocto/crates_inc.py           rewrite the .inc
     tests/yocto/crates_inc.py --check   exit 1 (with a diff) if the .inc is stale
 """
-import difflib
 import os
 import sys
 import tomllib
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from generated import check_or_write  # noqa: E402
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 INC = os.path.join(ROOT, "yocto", "meta-brume", "recipes-multimedia", "brume", "brume-crates.inc")
@@ -59,19 +61,7 @@ def generate():
 
 def main():
     new = generate()
-    if "--check" in sys.argv[1:]:
-        old = open(INC).read() if os.path.exists(INC) else ""
-        if old == new:
-            print(f"{os.path.relpath(INC, ROOT)} matches Cargo.lock ({new.count('crate://')} crates)")
-            return 0
-        sys.stdout.writelines(difflib.unified_diff(
-            old.splitlines(True), new.splitlines(True), "committed", "regenerated", n=1))
-        print(f"{os.path.relpath(INC, ROOT)} is stale: run tests/yocto/crates_inc.py")
-        return 1
-    with open(INC, "w") as f:
-        f.write(new)
-    print(f"wrote {os.path.relpath(INC, ROOT)} ({new.count('crate://')} crates)")
-    return 0
+    return check_or_write(INC, ROOT, new, f"{new.count('crate://')} crates", "tests/yocto/crates_inc.py")
 
 
 if __name__ == "__main__":

@@ -11,12 +11,14 @@ expressions, sorted, into BRUME_CRATE_LICENSES.
     tests/yocto/licenses_inc.py           rewrite the .inc
     tests/yocto/licenses_inc.py --check   exit 1 (with a diff) if the .inc is stale
 """
-import difflib
 import json
 import os
 import re
 import subprocess
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from generated import check_or_write  # noqa: E402
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 INC = os.path.join(ROOT, "yocto", "meta-brume", "recipes-multimedia", "brume", "brume-licenses.inc")
@@ -88,21 +90,9 @@ def main():
     except (RuntimeError, ValueError) as e:
         print(str(e))
         return 1
-    rel = os.path.relpath(INC, ROOT)
-    if "--check" in sys.argv[1:]:
-        old = open(INC).read() if os.path.exists(INC) else ""
-        if old == new:
-            nexpr = len(new.splitlines()) - 5
-            print(f"{rel} matches Cargo.lock ({n} linked crates, {nexpr} licence expressions)")
-            return 0
-        sys.stdout.writelines(difflib.unified_diff(
-            old.splitlines(True), new.splitlines(True), "committed", "regenerated", n=1))
-        print(f"{rel} is stale: run tests/yocto/licenses_inc.py")
-        return 1
-    with open(INC, "w") as f:
-        f.write(new)
-    print(f"wrote {rel} ({n} linked crates)")
-    return 0
+    nexpr = len(new.splitlines()) - 5
+    return check_or_write(INC, ROOT, new, f"{n} linked crates, {nexpr} licence expressions",
+                          "tests/yocto/licenses_inc.py")
 
 
 if __name__ == "__main__":
