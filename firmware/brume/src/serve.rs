@@ -460,6 +460,9 @@ pub fn main(options: Options) -> Result<(), String> {
                 }
             }
         }
+        if stopping && swapping.take().is_some() {
+            tracing::warn!("stopping: the live update in progress is abandoned");
+        }
         if let Some(sw) = swapping.as_mut() {
             match check_swap(sw, &procs, &listen) {
                 SwapCheck::Waiting => {}
