@@ -17,6 +17,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub const CONN_SLOTS: usize = 1024;
 const WORDS: usize = 32;
 const MAGIC: u64 = u64::from_le_bytes(*b"BRUMECN2");
+/// `OPENED_MS` of a record being claimed (not listed yet).
+const CLAIMING: u64 = u64::MAX;
 /// Header words before the first record: magic, owner pid, owner start time, spare.
 const HEADER: usize = 8;
 const SIZE: u64 = ((CONN_SLOTS * WORDS + HEADER) * 8) as u64;
@@ -196,11 +198,16 @@ impl ConnTable {
         String::from_utf8_lossy(&bytes[..end]).into_owned()
     }
 
-    /// Listener: claims a free record for a new connection.
+    /// Listener: claims a free record for a new connection. Claimed with a
+    /// compare-exchange: during a live update two listeners share the table for a
+    /// moment (the old one finishing the request heads it was reading).
     pub fn claim(&self, peer: &str, opened_ms: u64) -> Option<usize> {
-        let slot =
-            (0..CONN_SLOTS).find(|s| self.word(*s, w::OPENED_MS).load(Ordering::Acquire) == 0)?;
-        for f in 0..WORDS {
+        let slot = (0..CONN_SLOTS).find(|s| {
+            self.word(*s, w::OPENED_MS)
+                .compare_exchange(0, CLAIMING, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        })?;
+        for f in (0..WORDS).filter(|f| *f != w::OPENED_MS) {
             self.word(slot, f).store(0, Ordering::Relaxed);
         }
         self.set_text(slot, w::PEER, 4, peer);
@@ -255,7 +262,7 @@ impl ConnTable {
         (0..CONN_SLOTS)
             .filter_map(|s| {
                 let opened_ms = self.word(s, w::OPENED_MS).load(Ordering::Acquire);
-                (opened_ms != 0).then(|| ConnInfo {
+                (opened_ms != 0 && opened_ms != CLAIMING).then(|| ConnInfo {
                     slot: s,
                     pid: self.word(s, w::PID).load(Ordering::Relaxed) as u32,
                     opened_ms,
