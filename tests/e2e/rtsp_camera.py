@@ -5,8 +5,12 @@ audio at rtsp://127.0.0.1:PORT/cam, optionally behind Digest authentication.
 
     rtsp_camera.py PORT [aac|pcma|pcmu|none] [USER:PASSWORD]
 
-Prints "ready" once it listens; SIGTERM or SIGINT stops it.
+The picture is a ball moving over black, 640x360 at 25 fps, x264 asked for 800 kbit/s
+(it needs far less), unless RTSP_CAMERA_VIDEO says otherwise: "1280x720:3000:snow" (size,
+kbit/s and a videotestsrc pattern; snow needs every bit it is given). Prints "ready" once it listens; SIGTERM or SIGINT
+stops it.
 """
+import os
 import signal
 import sys
 
@@ -17,8 +21,12 @@ gi.require_version("GstRtsp", "1.0")
 gi.require_version("GstRtspServer", "1.0")
 from gi.repository import GLib, Gst, GstRtsp, GstRtspServer  # noqa: E402
 
-VIDEO = ("videotestsrc is-live=true pattern=ball ! video/x-raw,width=640,height=360,framerate=25/1"
-         " ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=25 bitrate=800"
+SIZE, KBPS, *PATTERN = os.environ.get("RTSP_CAMERA_VIDEO", "640x360:800").split(":")
+WIDTH, HEIGHT = SIZE.split("x")
+PATTERN = PATTERN[0] if PATTERN else "ball"
+VIDEO = (f"videotestsrc is-live=true pattern={PATTERN}"
+         f" ! video/x-raw,width={WIDTH},height={HEIGHT},framerate=25/1"
+         f" ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=25 bitrate={KBPS}"
          " ! video/x-h264,profile=baseline ! rtph264pay name=pay0 pt=96 config-interval=-1")
 AUDIO = {
     "aac": "audio/x-raw,rate=48000,channels=2 ! avenc_aac ! rtpmp4gpay name=pay1 pt=97",

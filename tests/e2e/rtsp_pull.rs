@@ -10,11 +10,24 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+/// The stand-in camera's picture: its width and height, and the `RTSP_CAMERA_VIDEO` it
+/// is made with (640x360, x264 asked for 800 kbit/s; `BRUME_E2E_PULL_VIDEO=
+/// 1280x720:3000:snow` to measure a picture that needs its bitrate).
+fn video() -> (u64, u64, String) {
+    let spec = std::env::var("BRUME_E2E_PULL_VIDEO").unwrap_or_else(|_| "640x360:800".into());
+    let size = spec.split(':').next().and_then(|s| s.split_once('x'));
+    match size.and_then(|(w, h)| Some((w.parse().ok()?, h.parse().ok()?))) {
+        Some((w, h)) => (w, h, spec),
+        None => panic!("BRUME_E2E_PULL_VIDEO={spec:?}: give WxH:KBPS[:PATTERN]"),
+    }
+}
+
 /// The stand-in camera on `port`, serving `audio`, with Digest `creds` if any; returns
 /// once it listens.
 fn camera(dir: &Path, port: u16, audio: &str, creds: Option<&str>) -> Background {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/e2e/rtsp_camera.py");
     let mut cmd = Command::new("/usr/bin/python3");
+    cmd.env("RTSP_CAMERA_VIDEO", video().2);
     cmd.arg(script).arg(port.to_string()).arg(audio);
     if let Some(c) = creds {
         cmd.arg(c);
@@ -63,8 +76,10 @@ fn print_input_cpu(server: &Server, name: &str, what: &str, seconds: u64) {
     let (c0, t0) = (cpu(pid), std::time::Instant::now());
     std::thread::sleep(Duration::from_secs(seconds));
     let share = (cpu(pid) - c0).as_secs_f64() / t0.elapsed().as_secs_f64();
+    let rate = status(server, name)["bitrate_kbps"].as_f64().unwrap_or(0.0);
     eprintln!(
-        "RTSP pull CPU, {what}: {:.1} % of one core (input process, {seconds} s, no viewers)",
+        "RTSP pull CPU, {what}, {rate:.0} kbit/s measured: {:.1} % of one core \
+         (input process, {seconds} s, no viewers)",
         share * 100.0
     );
 }
@@ -75,6 +90,7 @@ fn status(server: &Server, name: &str) -> Value {
 
 #[test]
 fn ip_camera_plays_everywhere_and_comes_back() {
+    let (w, h, _) = video();
     let port = free_port();
     let config = serde_json::json!({ "streams": { "ipcam": {
         "source": { "type": "rtsp", "transport": "tcp",
@@ -99,12 +115,12 @@ fn ip_camera_plays_everywhere_and_comes_back() {
         http("/ipcam.ts"),
         rtsp.clone(),
     ] {
-        assert_h264_aac(&u, 640, 360, Some(48000));
+        assert_h264_aac(&u, w, h, Some(48000));
     }
     print_input_cpu(
         &server,
         "ipcam",
-        "H.264 640x360 25 fps 800 kbit/s + AAC 48 kHz stereo over TCP",
+        &format!("H.264 {w}x{h} 25 fps + AAC 48 kHz stereo over TCP"),
         10,
     );
     assert_decodes_clean(&http("/ipcam.ts"), Some(10));
@@ -135,7 +151,7 @@ fn ip_camera_plays_everywhere_and_comes_back() {
         "epoch {epoch}, then {}",
         v["status"]["epoch"]
     );
-    assert_h264_aac(&http("/ipcam.ts"), 640, 360, Some(48000));
+    assert_h264_aac(&http("/ipcam.ts"), w, h, Some(48000));
     assert_decodes_clean(&http("/hls/ipcam/index.m3u8"), Some(4));
     let logs = server.all_logs();
     assert!(!logs.contains("s3cret"), "the camera's password was logged");
@@ -143,6 +159,7 @@ fn ip_camera_plays_everywhere_and_comes_back() {
 
 #[test]
 fn g711_over_udp_becomes_aac_and_a_wrong_password_is_reported() {
+    let (w, h, _) = video();
     let port = free_port();
     let config = serde_json::json!({ "streams": {
         "door": { "source": { "type": "rtsp", "transport": "udp",
@@ -178,7 +195,7 @@ fn g711_over_udp_becomes_aac_and_a_wrong_password_is_reported() {
     print_input_cpu(
         &server,
         "door",
-        "H.264 640x360 25 fps 800 kbit/s + G.711 8 kHz encoded to AAC, over UDP",
+        &format!("H.264 {w}x{h} 25 fps + G.711 8 kHz encoded to AAC, over UDP"),
         10,
     );
     // A wrong password: the stream says why, and keeps trying without a crash loop.
