@@ -38,12 +38,25 @@ fn kill_and_see_resumed(server: &Server, v: &Viewer, what: &str) {
     let before = v.bytes();
     signal(pid, libc::SIGKILL);
     let local = v.local.to_string();
-    wait_until(Duration::from_secs(10), what, || {
-        server.connection_of(&local).filter(|c| {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let c = server.connection_of(&local);
+        if c.as_ref().is_some_and(|c| {
             c["pid"].as_i64().is_some_and(|p| p > 0 && p as i32 != pid)
                 && c["worker_restarts"].as_u64().is_some_and(|r| r >= 1)
-        })
-    });
+        }) {
+            break;
+        }
+        if Instant::now() >= deadline {
+            let log = server.all_logs();
+            let tail: Vec<&str> = log.lines().filter(|l| l.contains("listen[")).collect();
+            panic!(
+                "{what}: worker {pid} killed 15 s ago, not resumed; its record: {c:?}\nlistener log:\n{}",
+                tail[tail.len().saturating_sub(30)..].join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert!(!victim.alive(), "the killed worker still runs");
     v.wait_more_than(
         before + 64 * 1024,
