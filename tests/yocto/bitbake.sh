@@ -143,7 +143,7 @@ rauc_checks() {
     paths=$(bb bitbake-getvar --quiet --value -r rpi-u-boot-scr FILESPATH 2>&1)
     # Brume's boot script (PARTUUID roots) comes before meta-rauc-raspberrypi's.
     local first
-    first=$(tr ':' '\n' <<<"$paths" | grep -n -e 'meta-brume-rauc' -e 'meta-rauc-raspberrypi' | head -1 || true)
+    first=$(tr ':' '\n' <<<"$paths" | grep -n -e 'meta-brume-rauc' -e 'meta-rauc-raspberrypi' | sed -n 1p || true)
     grep -q meta-brume-rauc <<<"$first" && pass "$m: rpi-u-boot-scr takes meta-brume-rauc's boot.cmd.in first" ||
         fail "$m: rpi-u-boot-scr's FILESPATH does not put meta-brume-rauc first"
     local t0 out rc

@@ -12,8 +12,12 @@ up_since=
 while [ "$(cut -d. -f1 /proc/uptime)" -lt "$deadline" ]; do
     now=$(cut -d. -f1 /proc/uptime)
     # Any HTTP answer counts (401 without a session): the controller is serving.
-    if systemctl is-active --quiet brume.service &&
-        wget -q -S -O /dev/null -T 5 "$URL" 2>&1 | grep -q '^ *HTTP/1\.[01] [1-4][0-9][0-9]'; then
+    answer=$(wget -q -S -O /dev/null -T 5 "$URL" 2>&1)
+    case $answer in
+    *"HTTP/1."[01]" "[1-4][0-9][0-9]*) answered=1 ;;
+    *) answered= ;;
+    esac
+    if [ -n "$answered" ] && systemctl is-active --quiet brume.service; then
         [ -n "$up_since" ] || up_since=$now
         if [ $((now - up_since)) -ge "$STAY" ]; then
             exec rauc status mark-good
