@@ -167,7 +167,10 @@ mod tests {
         let text = media_playlist(&pl(&[], Some("init.mp4")));
         assert!(text.contains("#EXT-X-TARGETDURATION:1\n#EXT-X-MEDIA-SEQUENCE:0\n"));
         assert!(!text.contains("#EXTINF"));
-        let text = media_playlist(&pl(&[seg(5, -3, false), seg(6, i64::MAX, false)], Some("a")));
+        let text = media_playlist(&pl(
+            &[seg(5, -3, false), seg(6, i64::MAX, false)],
+            Some("a"),
+        ));
         assert!(text.contains("#EXTINF:0.000,\nseg5.m4s\n"));
     }
 
