@@ -156,7 +156,7 @@ fn listener_kill_with_100_viewers_and_a_publisher_is_back_at_once() {
     server.wait_live("demo", Duration::from_secs(20));
     let url = format!("rtmp://127.0.0.1:{}/live/cam?key=s3cret", server.rtmp_port);
     let log = server.dir.join("publish.log");
-    let mut ff = Background::spawn(rtmp_publisher(&url, 300, 25), &log);
+    let mut ff = Background::spawn(rtmp_publisher(&url, "320x180", 300, 25), &log);
     let publish_log = || std::fs::read_to_string(&log).unwrap_or_default();
     wait_until(Duration::from_secs(30), "cam to be live", || {
         if let Some(code) = ff.exited() {

@@ -432,7 +432,7 @@ fn live_update_drops_no_viewer_publisher_or_recording() {
     // A publisher with ffmpeg's long default-like GOP (4 s at 25 fps).
     let url = format!("rtmp://127.0.0.1:{}/live/cam?key=s3cret", server.rtmp_port);
     let log = server.dir.join("publish.log");
-    let mut ff = Background::spawn(rtmp_publisher(&url, 300, 100), &log);
+    let mut ff = Background::spawn(rtmp_publisher(&url, "320x180", 300, 100), &log);
     let publish_log = || std::fs::read_to_string(&log).unwrap_or_default();
     wait_until(Duration::from_secs(30), "cam to be live", || {
         if let Some(code) = ff.exited() {

@@ -173,12 +173,12 @@ pub fn duration_of(path: &str) -> f64 {
         .unwrap_or_else(|_| panic!("ffprobe {path}: no duration in {:?}", out.stdout))
 }
 
-/// ffmpeg publishing a 320x180 test picture at 25 fps and a tone over RTMP, for
-/// `seconds`, with a keyframe every `gop` frames.
-pub fn rtmp_publisher(url: &str, seconds: u32, gop: u32) -> Command {
+/// ffmpeg publishing a test picture of `size` (e.g. "320x180") at 25 fps and a tone
+/// over RTMP, for `seconds`, with a keyframe every `gop` frames.
+pub fn rtmp_publisher(url: &str, size: &str, seconds: u32, gop: u32) -> Command {
     let mut c = Command::new(ffmpeg());
     c.args(["-nostdin", "-hide_banner", "-loglevel", "warning", "-re"]);
-    c.args(["-f", "lavfi", "-i", "testsrc=size=320x180:rate=25"]);
+    c.args(["-f", "lavfi", "-i", &format!("testsrc=size={size}:rate=25")]);
     c.args(["-f", "lavfi", "-i", "sine=f=1000:sample_rate=44100"]);
     c.args(["-t", &seconds.to_string()]);
     c.args([

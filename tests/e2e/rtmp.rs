@@ -1,30 +1,11 @@
 //! RTMP publishing with a real encoder (ffmpeg), seen through every output.
 
-use crate::harness::{ffmpeg, wait_until, Server};
+use crate::harness::{wait_until, Server};
 use crate::http;
-use crate::media::{assert_h264_aac, run, Background};
-use std::process::Command;
+use crate::media::{assert_h264_aac, rtmp_publisher, run, Background};
 use std::time::Duration;
 
 const CAM: &str = r#"{"streams":{"cam":{"source":{"type":"rtmp","key":"s3cret"}}}}"#;
-
-fn publisher(url: &str, size: &str, seconds: u32) -> Command {
-    let mut c = Command::new(ffmpeg());
-    c.args(["-nostdin", "-hide_banner", "-loglevel", "warning", "-re"]);
-    c.args(["-f", "lavfi", "-i", &format!("testsrc=size={size}:rate=25")]);
-    c.args(["-f", "lavfi", "-i", "sine=f=1000:sample_rate=44100"]);
-    c.args(["-t", &seconds.to_string()]);
-    c.args([
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-tune",
-        "zerolatency",
-    ]);
-    c.args(["-g", "25", "-c:a", "aac", "-f", "flv", url]);
-    c
-}
 
 /// (media sequence, total EXTINF seconds) of a live playlist.
 fn playlist_progress(port: u16, path: &str) -> (u64, f64) {
@@ -64,7 +45,7 @@ fn rtmp_publish_reaches_every_output() {
     let port = server.http_port;
     let url = format!("rtmp://127.0.0.1:{}/live/cam?key=s3cret", server.rtmp_port);
     let log = server.dir.join("publish.log");
-    let mut ff = Background::spawn(publisher(&url, "640x360", 60), &log);
+    let mut ff = Background::spawn(rtmp_publisher(&url, "640x360", 60, 25), &log);
 
     let status = wait_until(Duration::from_secs(20), "cam to be live", || {
         if let Some(code) = ff.exited() {
@@ -100,7 +81,10 @@ fn rtmp_publish_reaches_every_output() {
     // A wrong key and an unknown stream are refused.
     let before = rejections(&server, "wrong or missing publish key");
     let bad = format!("rtmp://127.0.0.1:{}/live/cam?key=wrong", server.rtmp_port);
-    let out = run(publisher(&bad, "160x90", 10), Duration::from_secs(40));
+    let out = run(
+        rtmp_publisher(&bad, "160x90", 10, 25),
+        Duration::from_secs(40),
+    );
     assert!(
         !out.success(),
         "ffmpeg publishing with a wrong key succeeded:\n{}",
@@ -113,7 +97,10 @@ fn rtmp_publish_reaches_every_output() {
     );
 
     let unknown = format!("rtmp://127.0.0.1:{}/live/nope?key=s3cret", server.rtmp_port);
-    let out = run(publisher(&unknown, "160x90", 10), Duration::from_secs(40));
+    let out = run(
+        rtmp_publisher(&unknown, "160x90", 10, 25),
+        Duration::from_secs(40),
+    );
     assert!(
         !out.success(),
         "ffmpeg publishing to an unknown stream succeeded:\n{}",
